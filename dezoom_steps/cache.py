@@ -1,0 +1,68 @@
+"""The tile cache: one file per tile, keyed by a hash of its URL, written atomically.
+
+A cached tile is valid when it is non-empty, starts with the magic bytes of an image format
+(not an HTML error page), and, when the server announced a length, has exactly that length.
+The cache is never a Snakemake output: a failed job must not delete it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from dezoom_steps.jsonio import atomic_write_bytes
+
+# Magic numbers of the image formats tiles come in.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"BM", "bmp"),
+)
+
+
+def cache_key(url: str) -> str:
+    """The cache file name of a tile URL: 32 hex digits of its SHA-256."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The image format named by `data`'s magic bytes, or None (HTML, JSON, empty...)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def tile_path(cache_dir: str | os.PathLike[str], key: str) -> Path:
+    """Where the tile with `key` lives in `cache_dir`."""
+    return Path(cache_dir) / key
+
+
+def valid_tile_bytes(data: bytes, expected_length: int | None = None) -> bool:
+    """True when `data` looks like a complete image file."""
+    if not data or sniff_image(data) is None:
+        return False
+    return expected_length is None or len(data) == expected_length
+
+
+def read_cached(cache_dir: str | os.PathLike[str], key: str) -> bytes | None:
+    """The bytes of a valid cached tile, or None when absent or invalid."""
+    try:
+        data = tile_path(cache_dir, key).read_bytes()
+    except OSError:
+        return None
+    return data if valid_tile_bytes(data) else None
+
+
+def store(cache_dir: str | os.PathLike[str], key: str, data: bytes) -> Path:
+    """Write a tile into the cache atomically (temporary file, then rename)."""
+    path = tile_path(cache_dir, key)
+    atomic_write_bytes(path, data)
+    return path

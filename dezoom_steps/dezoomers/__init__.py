@@ -1,0 +1,26 @@
+"""The explicit, ordered registry of dezoomers (auto mode tries them in this order)."""
+
+from __future__ import annotations
+
+from dezoom_steps.dezoomers.base import Dezoomer
+from dezoom_steps.dezoomers.deepzoom import DeepZoom
+from dezoom_steps.dezoomers.iiif import IIIF
+from dezoom_steps.dezoomers.zoomify import Zoomify
+from dezoom_steps.errors import InputError
+
+# Order matters: after URL hints, auto mode tries candidates in this order.
+REGISTRY: tuple[type[Dezoomer], ...] = (Zoomify, IIIF, DeepZoom)
+
+
+def by_name(name: str) -> Dezoomer:
+    """The dezoomer called `name`, or InputError listing the valid names."""
+    for cls in REGISTRY:
+        if cls.name == name:
+            return cls()
+    names = ", ".join(["auto", *(c.name for c in REGISTRY)])
+    raise InputError(f"No such dezoomer: {name} (choose one of: {names})")
+
+
+def all_dezoomers() -> list[Dezoomer]:
+    """One instance of every registered dezoomer, in registry order."""
+    return [cls() for cls in REGISTRY]

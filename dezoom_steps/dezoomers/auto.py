@@ -1,0 +1,79 @@
+"""Auto-detection: rounds of `resolve` over candidate dezoomers, fetching what they ask for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from dezoom_steps.dezoomers.base import Dezoomer, Documents, FetchFailure
+from dezoom_steps.errors import MalformedMetadata, NeedsData, NoDezoomerFits, TooManyRounds, WrongDezoomer
+from dezoom_steps.model import Found
+
+MAX_ROUNDS = 6
+
+
+@dataclass
+class Outcome:
+    """How the metadata loop ended: the dezoomer that succeeded and every candidate's reason."""
+
+    dezoomer: Dezoomer
+    found: Found
+    reasons: list[tuple[str, str]] = field(default_factory=list)
+
+
+def order_candidates(url: str, candidates: list[Dezoomer]) -> list[Dezoomer]:
+    """Hinted candidates first, then the others that auto mode may try, each in registry order."""
+    hinted = [d for d in candidates if d.hinted(url)]
+    rest = [d for d in candidates if d not in hinted and d.auto]
+    return hinted + rest
+
+
+def run_rounds(
+    url: str,
+    candidates: list[Dezoomer],
+    docs: Documents,
+    fetch: Callable[[str], bytes],
+    options: Mapping[str, Any],
+    max_rounds: int = MAX_ROUNDS,
+) -> Outcome:
+    """Run `resolve` on every live candidate, fetch what they ask for, repeat until one succeeds.
+
+    `fetch(url)` returns bytes or raises an exception whose text becomes a FetchFailure.
+    A `MalformedMetadata` from a candidate that was hinted (or the only one) is raised at
+    once, since it is the clearest diagnosis; otherwise all reasons are reported together.
+    """
+    live = list(candidates)
+    reasons: list[tuple[str, str]] = []
+    malformed: MalformedMetadata | None = None
+    for _ in range(max_rounds):
+        wanted: list[str] = []
+        still: list[Dezoomer] = []
+        for d in live:
+            try:
+                found = d.resolve(url, docs, options)
+            except NeedsData as need:
+                still.append(d)
+                if need.url not in wanted:
+                    wanted.append(need.url)
+            except WrongDezoomer as wrong:
+                reasons.append((d.name, wrong.reason))
+            except MalformedMetadata as bad:
+                reasons.append((d.name, str(bad)))
+                if malformed is None and (len(candidates) == 1 or d.hinted(url)):
+                    malformed = bad
+            else:
+                return Outcome(d, found, reasons)
+        live = still
+        if malformed is not None:
+            raise malformed
+        if not live:
+            break
+        for u in wanted:
+            if u not in docs:
+                try:
+                    docs.put(u, fetch(u))
+                except Exception as exc:  # any failure is recorded for the dezoomer to report
+                    docs.put(u, FetchFailure(str(exc)))
+    else:
+        raise TooManyRounds(f"{url}: metadata still incomplete after {max_rounds} rounds of downloads")
+    raise NoDezoomerFits(url, reasons)

@@ -1,0 +1,110 @@
+"""Errors of dezoom-steps, each with the process exit code it maps to.
+
+The tree, with exit codes::
+
+    DezoomError                      1  (base; never raised itself)
+    ├── InputError                   2  bad URL, bad option or header, unknown dezoomer, bad config
+    ├── ResolveError                 3  metadata found but unusable
+    │   ├── NoDezoomerFits           3  every candidate refused; lists each one's reason
+    │   ├── MalformedMetadata        3  the input is this format but broken (bad XML, zero size...)
+    │   └── TooManyRounds            3  the fetch/resolve loop did not converge
+    ├── NetworkError                 4  a document could not be fetched (HTTP status, timeout, TLS)
+    │   └── NoTileError              4  not a single tile could be fetched
+    ├── OutputError                  5  output impossible: format limit, pixel budget, file exists,
+    │                                   folder not writable, disk full
+    └── PartialDownload              6  the image was written but some tiles are missing
+
+    NeedsData, WrongDezoomer         control flow between dezoomers and the driver loop;
+                                     they never reach users.
+
+Exit code 70 is reserved for unexpected exceptions (bugs): the command line prints a
+short "please report" line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+BUG_EXIT_CODE = 70
+
+
+class DezoomError(Exception):
+    """Base of every error a user may see; `str(err)` is the one line shown."""
+
+    exit_code = 1
+
+
+class InputError(DezoomError):
+    """The user's input (URL, option, header, config) cannot be used."""
+
+    exit_code = 2
+
+
+class ResolveError(DezoomError):
+    """Metadata was read but does not describe a usable zoomable image."""
+
+    exit_code = 3
+
+
+class NoDezoomerFits(ResolveError):
+    """No dezoomer accepted the input; the message lists every candidate's reason."""
+
+    def __init__(self, url: str, reasons: list[tuple[str, str]]):
+        self.url = url
+        self.reasons = reasons
+        lines = "; ".join(f"{name}: {why}" for name, why in reasons) or "no dezoomer was tried"
+        super().__init__(
+            f"{url}: no dezoomer could read this input ({lines}). "
+            "Expected the URL of a zoomable image's metadata (ImageProperties.xml, .dzi, info.json, ...)"
+        )
+
+
+class MalformedMetadata(ResolveError):
+    """The input is of a dezoomer's format, but its content is broken."""
+
+
+class TooManyRounds(ResolveError):
+    """The metadata loop asked for more documents than the round cap allows."""
+
+
+class NetworkError(DezoomError):
+    """A document could not be downloaded."""
+
+    exit_code = 4
+
+
+class NoTileError(NetworkError):
+    """Not a single tile of the image could be downloaded."""
+
+
+class OutputError(DezoomError):
+    """The output cannot be written: format limit, budget, existing file, permissions, disk."""
+
+    exit_code = 5
+
+
+class PartialDownload(DezoomError):
+    """The image was written, but some tiles are missing (left black)."""
+
+    exit_code = 6
+
+    def __init__(self, path: str, missing: int, total: int):
+        self.path, self.missing, self.total = path, missing, total
+        super().__init__(
+            f"{path}: only {total - missing} tiles out of {total} could be downloaded; "
+            f"the image was written with {missing} missing tiles left black"
+        )
+
+
+class NeedsData(Exception):
+    """Control flow: a dezoomer asks the driver to fetch `url` and call it again."""
+
+    def __init__(self, url: str):
+        self.url = url
+        super().__init__(f"needs {url}")
+
+
+class WrongDezoomer(Exception):
+    """Control flow: this dezoomer cannot handle the input; `reason` says why."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
