@@ -1,0 +1,130 @@
+"""Step 2, list_tiles (pure): choose a level and list every tile -> tiles.json.
+
+Everything that can be known before downloading is checked here, so impossible outputs
+are refused before a single tile is fetched: the pixel budget, and the output format's
+size limits when the output path is known.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dezoom_steps.cache import cache_key
+from dezoom_steps.dezoomers import by_name
+from dezoom_steps.errors import InputError, OutputError
+from dezoom_steps.jsonio import read_step_json, write_step_json
+from dezoom_steps.model import Level
+from dezoom_steps.urls import is_http
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PIXEL_BUDGET = 10_000_000_000  # 10 gigapixels: 30 GB of raw RGB
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How to pick the level: dezoomify-rs's flags. With none given, the largest level wins."""
+
+    largest: bool = False
+    max_width: int | None = None
+    max_height: int | None = None
+    zoom_level: int | None = None
+    image_index: int | None = None
+
+
+def choose_image(levels: list[Level], image_index: int | None) -> tuple[str, list[Level]]:
+    """The levels of one image (group) of the input: `image_index` (clamped), else the first."""
+    groups: list[str] = []
+    for lv in levels:
+        if lv.group not in groups:
+            groups.append(lv.group)
+    i = 0
+    if image_index is not None:
+        if image_index >= len(groups):
+            log.warning("image index %d not available; using the last one (%d)", image_index, len(groups) - 1)
+        i = min(max(image_index, 0), len(groups) - 1)
+    return groups[i], [lv for lv in levels if lv.group == groups[i]]
+
+
+def choose_level(levels: list[Level], sel: Selection) -> tuple[Level, str]:
+    """Pick a level and say which rule picked it.
+
+    `--zoom-level N` counts from the smallest level (0) whatever order the format lists them in;
+    an index past the end takes the largest. `--max-width/--max-height` keep levels that fit
+    (`<=`) and take the largest of those; otherwise (and with `--largest`) the largest wins.
+    """
+    by_area = sorted(levels, key=lambda lv: (lv.width * lv.height, lv.width))
+    if sel.zoom_level is not None:
+        if sel.zoom_level >= len(by_area):
+            log.warning("zoom level %d not available; using the largest (%d)", sel.zoom_level, len(by_area) - 1)
+        return by_area[min(max(sel.zoom_level, 0), len(by_area) - 1)], f"zoom-level {sel.zoom_level}"
+    if not sel.largest and (sel.max_width or sel.max_height):
+        fitting = [lv for lv in by_area
+                   if (sel.max_width is None or lv.width <= sel.max_width)
+                   and (sel.max_height is None or lv.height <= sel.max_height)]
+        if not fitting:
+            smallest = by_area[0]
+            raise InputError(
+                f"no zoom level fits within {sel.max_width or 'any'}x{sel.max_height or 'any'} px "
+                f"(the smallest is {smallest.width}x{smallest.height})")
+        return fitting[-1], f"largest within {sel.max_width or 'any'}x{sel.max_height or 'any'}"
+    return by_area[-1], "largest"
+
+
+def list_tiles(
+    *,
+    resolve_json: Path,
+    output: Path | None,
+    image: str,
+    selection: Selection = Selection(),
+    pixel_budget: int = DEFAULT_PIXEL_BUDGET,
+    output_file: Path | None = None,
+) -> dict[str, Any]:
+    """Choose a level from resolve.json, list its tiles, check budgets; write tiles.json.
+
+    Parameters:
+        resolve_json: the resolve step's file.
+        output: where to write tiles.json (not written when None).
+        image: the image id (names work/ and cache folders).
+        selection: level choice.
+        pixel_budget: refuse levels with more pixels than this.
+        output_file: the final output path, when known, to check format limits early.
+    """
+    res = read_step_json(resolve_json, "resolve")
+    levels = [Level.from_json(d) for d in res["levels"]]
+    _group, candidates = choose_image(levels, selection.image_index)
+    level, rule = choose_level(candidates, selection)
+    index = levels.index(level)
+    pixels = level.width * level.height
+    if pixels > pixel_budget:
+        raise OutputError(
+            f"{res['input_url']}: the chosen level is {level.width}x{level.height} = {pixels:,} pixels, "
+            f"above the pixel budget of {pixel_budget:,}; choose a smaller level (-w/-h/--zoom-level) "
+            "or raise the budget (--pixel-budget)")
+    if output_file is not None:
+        from dezoom_steps.encoders import check_output_feasible
+
+        check_output_feasible(Path(output_file), level.width, level.height)
+    dz = by_name(res["dezoomer"])
+    tiles = [dict(t.to_json(), key=cache_key(t.url)) for t in dz.tiles(level)]
+    headers = dict(res["headers"])
+    if is_http(res["input_url"]) and not any(k.lower() == "referer" for k in headers):
+        headers["Referer"] = res["input_url"]
+    doc = {
+        "image": image,
+        "input_url": res["input_url"],
+        "dezoomer": res["dezoomer"],
+        "title": res["title"],
+        "headers": headers,
+        "selection": {"rule": rule, "level_index": index},
+        "level": level.to_json(),
+        "canvas": {"width": level.width, "height": level.height},
+        "estimates": {"tiles": len(tiles), "pixels": pixels, "raw_bytes": pixels * 3},
+        "tiles": tiles,
+    }
+    if output is not None:
+        return write_step_json(output, "tiles", doc)
+    return {"schema": "dezoom-steps/tiles/1", **doc}
