@@ -24,3 +24,12 @@ def by_name(name: str) -> Dezoomer:
 def all_dezoomers() -> list[Dezoomer]:
     """One instance of every registered dezoomer, in registry order."""
     return [cls() for cls in REGISTRY]
+
+
+def formats_table() -> str:
+    """The README's table of supported formats, generated from the registry."""
+    rows = ["| dezoomer (`-d`) | format | example input |", "|---|---|---|"]
+    for cls in REGISTRY:
+        example = cls.examples[0] if cls.examples else ""
+        rows.append(f"| `{cls.name}` | {cls.summary} | `{example}` |")
+    return "\n".join(rows)
