@@ -105,7 +105,7 @@ rule stitch:
     log:
         f"logs/{{image}}/stitch.log",
     shell:
-        "{params.py:q} {params.script:q} {input.tiles:q} --cache {params.cache:q} "
+        "{params.py:q} {params.script:q} --tiles {input.tiles:q} --cache {params.cache:q} "
         "--canvas {output.canvas:q} --report {output.report:q} 2>&1 | tee {log:q}"
 
 
@@ -124,7 +124,7 @@ rule encode:
     log:
         f"logs/{{image}}/encode-{{ext}}.log",
     shell:
-        "{params.py:q} {params.script:q} {input.tiles:q} --stitch {input.report:q} --canvas {input.canvas:q} "
+        "{params.py:q} {params.script:q} --tiles {input.tiles:q} --stitch {input.report:q} --canvas {input.canvas:q} "
         "--output {output.image:q} --sidecar {output.sidecar:q} --compression {params.compression} "
         "2>&1 | tee {log:q}"
 

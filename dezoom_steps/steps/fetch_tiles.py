@@ -1,0 +1,108 @@
+"""Step fetch_tiles: download one shard of an image's tiles into the tile cache.
+
+Reads tiles.json, takes the tiles with `index % shards == shard`, skips those already valid in
+the cache, downloads the others and writes each one to the cache atomically as soon as it has
+arrived and passed its checks (a killed run loses only the tiles in flight). Writes the shard
+report fetch/shard-K.json. Failed tiles do not raise: the report lists them and stitch leaves
+them black.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from dezoom_steps import cache, jsonio, net
+from dezoom_steps.errors import InputError, OutputError
+from dezoom_steps.model import TileRef
+from dezoom_steps.urls import is_file_url
+
+Decode = Callable[[bytes, dict[str, Any]], bytes]
+
+
+def shard_tiles(tiles: list[dict[str, Any]], shard: int, shards: int) -> list[dict[str, Any]]:
+    """The tiles of shard `shard` out of `shards` (tile index modulo shards)."""
+    if shards < 1 or not 0 <= shard < shards:
+        raise InputError(f"invalid shard {shard} of {shards} (expected 0 <= shard < shards)")
+    return [t for t in tiles if t["index"] % shards == shard]
+
+
+def _progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
+    """A tqdm bar on stderr when asked for and stderr is a terminal; otherwise None."""
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="tile", file=sys.stderr, leave=False)
+
+
+def fetch_tiles(
+    *,
+    tiles_json: Path,
+    cache_dir: Path,
+    report: Path,
+    shard: int = 0,
+    shards: int = 1,
+    options: net.NetOptions | None = None,
+    progress: bool = False,
+    decode: Decode | None = None,
+) -> dict[str, Any]:
+    """Fetch the missing tiles of one shard into `cache_dir`; write and return the shard report.
+
+    `decode(raw, tile_json)` post-processes a body before its image check (e.g. decryption);
+    its output is what the cache stores (spec §7.7).
+    """
+    started = time.monotonic()
+    options = options or net.NetOptions()
+    doc = jsonio.read_step_json(tiles_json, "tiles")
+    assigned = shard_tiles(doc["tiles"], shard, shards)
+    todo = [t for t in assigned if cache.read_cached(cache_dir, t["key"]) is None]
+    by_index = {t["index"]: t for t in todo}
+    # Spec §7.1/§7.2: defaults -> Referer (input URL) -> level headers -> user -H headers.
+    headers = net.build_headers(options, referer=doc["input_url"], level_headers=doc["headers"])
+
+    def process(tile: TileRef, raw: bytes) -> bytes:
+        return decode(raw, by_index[tile.index]) if decode is not None else raw
+    failed: list[dict[str, Any]] = []
+    totals = {"downloaded": 0, "bytes": 0}
+    bar = _progress_bar(progress, len(assigned), len(assigned) - len(todo), doc["image"])
+
+    def on_result(res: net.TileResult) -> None:
+        tile = res.tile
+        if res.ok:
+            assert res.data is not None
+            try:
+                cache.store(cache_dir, by_index[tile.index]["key"], res.data)
+            except OSError as exc:
+                raise OutputError(f"{cache_dir}: cannot write to the tile cache ({exc.strerror or exc})") from None
+            totals["downloaded"] += 1
+            totals["bytes"] += len(res.data)
+        else:
+            failed.append({"index": tile.index, "url": tile.url, "status": res.status,
+                           "error": res.error or "unknown error", "attempts": res.attempts})
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        net.download_tiles(
+            (TileRef.from_json(t) for t in todo), options, headers, on_result,
+            process=process if decode is not None else None,
+            # Field notes S3: local files only when the user's input is itself a local file.
+            allow_file_urls=is_file_url(doc["input_url"]),
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    body = {
+        "shard": shard,
+        "shards": shards,
+        "assigned": len(assigned),
+        "cached": len(assigned) - len(todo),
+        "downloaded": totals["downloaded"],
+        "failed": sorted(failed, key=lambda f: f["index"]),
+        "bytes": totals["bytes"],
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    return jsonio.write_step_json(report, "fetch", body)

@@ -1,0 +1,191 @@
+"""Step `stitch`: decode the cached tiles and paste them onto the on-disk canvas, one row strip at a time.
+
+Tiles are grouped into horizontal strips (the tiles of one cell row; overlapping rows of an
+irregular layout are merged). One strip buffer of (strip height, canvas width, 3) bytes is
+reused for every strip, so memory is bounded by a tile row, never by the image. Tiles of a
+strip are decoded by a small thread pool (Pillow releases the GIL) straight into the buffer.
+Missing or undecodable tiles stay black and are listed in stitch.json. The canvas is built
+under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dezoom_steps.cache import read_cached, tile_path
+from dezoom_steps.canvas import create_canvas
+from dezoom_steps.errors import OutputError
+from dezoom_steps.jsonio import read_step_json, write_step_json
+from dezoom_steps.model import TileRef
+from dezoom_steps.tempfiles import temp_beside
+
+TILE_MAX_SIDE = 16384  # a tile wider or taller than this is refused (decompression bomb)
+TileHook = Callable[[bytes, TileRef], bytes]
+
+
+@dataclass
+class Placed:
+    """The outcome of one tile: placed or not, why not, its decoded size, ICC profile seen."""
+
+    tile: dict[str, Any]
+    ok: bool
+    reason: str = ""
+    got: tuple[int, int] | None = None
+    icc: bool = False
+
+
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """A decoded tile as (h, w, 3) uint8: palette, grey and 16-bit expanded, alpha composited on black."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        grey = (np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        grey = np.clip(np.asarray(img), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.uint16)
+        alpha = rgba[:, :, 3:]
+        return ((rgba[:, :, :3] * alpha + 127) // 255).astype(np.uint8)
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+
+
+def decode_image(data: bytes) -> tuple[np.ndarray, bool]:
+    """Decode image bytes (format sniffed from the content) to RGB; returns (pixels, has ICC profile)."""
+    with Image.open(io.BytesIO(data)) as img:
+        w, h = img.size
+        if w > TILE_MAX_SIDE or h > TILE_MAX_SIDE:
+            raise ValueError(f"tile of {w}x{h} pixels exceeds {TILE_MAX_SIDE} per side")
+        img.load()
+        return to_rgb(img), bool(img.info.get("icc_profile"))
+
+
+@contextlib.contextmanager
+def tile_size_limits() -> Iterator[None]:
+    """Let Pillow open tiles up to TILE_MAX_SIDE squared; a bigger one raises instead of warning.
+
+    Pillow's decompression-bomb guard is process-wide (`Image.MAX_IMAGE_PIXELS`); it is set for
+    the duration of the stitch and restored afterwards.
+    """
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = TILE_MAX_SIDE * TILE_MAX_SIDE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def strips(tiles: list[dict[str, Any]], height: int) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
+    """(y0, rows, tiles) of each horizontal band: tiles grouped by cell row, overlapping rows merged."""
+    band: list[dict[str, Any]] = []
+    y0 = y1 = 0
+    for t in sorted(tiles, key=lambda t: (t["y"], t["x"])):
+        if t["y"] >= height:
+            continue
+        if band and t["y"] >= y1:
+            yield y0, y1 - y0, band
+            band = []
+        if not band:
+            y0, y1 = t["y"], t["y"]
+        band.append(t)
+        y1 = max(y1, min(height, t["y"] + t["h"]))
+    if band:
+        yield y0, y1 - y0, band
+
+
+class _Stitcher:
+    """Decodes and pastes tiles into the reused strip buffer."""
+
+    def __init__(self, cache_dir: Path, width: int, hook: TileHook | None):
+        self.cache_dir, self.width, self.hook = cache_dir, width, hook
+
+    def tile_bytes(self, t: dict[str, Any]) -> bytes | None:
+        """The cached bytes of tile `t`, through the dezoomer's decode hook when there is one."""
+        if self.hook is None:
+            return read_cached(self.cache_dir, t["key"])
+        try:
+            raw = tile_path(self.cache_dir, t["key"]).read_bytes()
+        except OSError:
+            return None
+        return self.hook(raw, TileRef.from_json(t)) if raw else None
+
+    def place(self, t: dict[str, Any], strip: np.ndarray, y0: int) -> Placed:
+        """Decode tile `t` and paste its cell into `strip` (whose first row is canvas row y0)."""
+        try:
+            data = self.tile_bytes(t)
+            if data is None:
+                return Placed(t, False, "not in the tile cache")
+            pixels, icc = decode_image(data)
+        except UnidentifiedImageError:
+            return Placed(t, False, "cannot decode: not an image format Pillow can read")
+        except Exception as exc:  # any decoder failure means the tile is unusable, not that the step fails
+            return Placed(t, False, f"cannot decode: {exc}")
+        th, tw = pixels.shape[:2]
+        cx, cy = t["crop_x"], t["crop_y"]
+        w = max(0, min(t["w"], self.width - t["x"], tw - cx))  # cells are clipped to the canvas
+        h = max(0, min(t["h"], strip.shape[0] - (t["y"] - y0), th - cy))
+        strip[t["y"] - y0:t["y"] - y0 + h, t["x"]:t["x"] + w] = pixels[cy:cy + h, cx:cx + w]
+        return Placed(t, True, got=(tw, th), icc=icc)
+
+
+def stitch(
+    *, tiles_json: Path, cache_dir: Path, canvas: Path, report: Path,
+    decode: TileHook | None = None, threads: int = 2,
+) -> dict[str, Any]:
+    """Assemble the canvas from the cached tiles listed in tiles.json; write stitch.json and return it.
+
+    `decode` is the dezoomer's `decode_tile(data, tile)` hook (raw bytes -> image file bytes);
+    without it, cached bytes are used as they are.
+    """
+    doc = read_step_json(tiles_json, "tiles")
+    width, height = doc["canvas"]["width"], doc["canvas"]["height"]
+    tiles = [t for t in doc["tiles"] if t["x"] < width and t["y"] < height]
+    canvas = Path(canvas)
+    stitcher = _Stitcher(Path(cache_dir), width, decode)
+    results: list[Placed] = []
+    tmp = temp_beside(canvas)
+    try:
+        with tile_size_limits(), create_canvas(tmp, width, height) as cv, \
+                ThreadPoolExecutor(max(1, threads)) as pool:
+            buf_rows = max((rows for _, rows, _ in strips(tiles, height)), default=0)
+            buffer = np.zeros((buf_rows, width, 3), dtype=np.uint8)
+            for y0, rows, band in strips(tiles, height):
+                strip = buffer[:rows]
+                strip.fill(0)  # missing tiles stay black
+                results.extend(pool.map(partial(stitcher.place, strip=strip, y0=y0), band))
+                cv.write_rows(y0, strip)
+        os.replace(tmp, canvas)
+    except OSError as exc:
+        raise OutputError(f"{canvas}: cannot write the canvas: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return write_step_json(report, "stitch", _report_body(doc, results, width, height))
+
+
+def _report_body(doc: dict[str, Any], results: list[Placed], width: int, height: int) -> dict[str, Any]:
+    """The stitch.json body: counts, missing tiles, size mismatches, ICC profile seen."""
+    placed = [r for r in results if r.ok]
+    missing = [{"index": r.tile["index"], "url": r.tile["url"], "reason": r.reason} for r in results if not r.ok]
+    mismatches = []
+    for r in placed:
+        need = (r.tile["crop_x"] + r.tile["w"], r.tile["crop_y"] + r.tile["h"])
+        if r.got is not None and (r.got[0] < need[0] or r.got[1] < need[1]):
+            mismatches.append({"index": r.tile["index"], "expected": list(need), "got": list(r.got)})
+    return {
+        "image": doc["image"], "width": width, "height": height, "tiles_total": len(doc["tiles"]),
+        "placed": len(placed), "missing": sorted(missing, key=lambda m: m["index"]),
+        "size_mismatches": mismatches, "icc_profile": any(r.icc for r in placed),
+    }

@@ -1,0 +1,29 @@
+"""Temporary files created beside their final path, so that a rename publishes them atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from dezoom_steps.errors import OutputError
+
+
+def temp_beside(final: Path) -> Path:
+    """Create an empty temporary file in `final`'s folder (made if needed) and return its path.
+
+    The folder being a file, or not writable, is an OutputError naming `final`.
+    """
+    folder = final.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{final}: cannot write there, {folder} is a file, not a folder") from None
+    except OSError as exc:
+        raise OutputError(f"{final}: cannot create the folder {folder} ({exc.strerror or exc})") from None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{final}: the folder {folder} is not writable ({exc.strerror or exc})") from None
+    os.close(fd)
+    return Path(name)

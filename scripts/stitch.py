@@ -1,0 +1,19 @@
+"""Step script: assemble the canvas from cached tiles, tiles.json -> canvas.tif + stitch.json."""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from dezoom_steps.stepcli import run_step  # noqa: E402
+from dezoom_steps.steps.stitch import stitch  # noqa: E402
+
+p = argparse.ArgumentParser(description=__doc__)
+p.add_argument("--tiles", required=True, type=Path, help="tiles.json")
+p.add_argument("--cache", required=True, type=Path, help="tile cache folder")
+p.add_argument("--canvas", required=True, type=Path, help="canvas.tif to write")
+p.add_argument("--report", required=True, type=Path, help="stitch.json to write")
+p.add_argument("--threads", type=int, default=2, help="decoding threads (default 2)")
+a = p.parse_args()
+sys.exit(run_step("stitch", lambda: stitch(
+    tiles_json=a.tiles, cache_dir=a.cache, canvas=a.canvas, report=a.report, threads=a.threads)))

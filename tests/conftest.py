@@ -1,0 +1,94 @@
+"""Shared fixtures: `rig` starts the loopback tile servers (nginx + iipsrv) for the session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from rigutil import RIG_DIR, Rig, rig_ports
+
+IIPSRV = os.environ.get("IIPSRV", "/usr/lib/iipimage-server/iipsrv.fcgi")
+RIG_MARKER = "rig: needs the loopback tile servers (nginx, iipsrv, vips pyramids)"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the `rig` marker (unless pyproject.toml already does)."""
+    if not any(line.startswith("rig:") for line in config.getini("markers")):
+        config.addinivalue_line("markers", RIG_MARKER)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the `rig` fixture, so `-m "not rig"` leaves them out."""
+    for item in items:
+        if "rig" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.rig)
+
+
+def _unavailable(message: str) -> None:
+    """Skip on a developer machine; fail under CI=true, where the rig must be there."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{message} (CI=true: the rig is required)", pytrace=False)
+    pytest.skip(message)
+
+
+def _missing_tools() -> list[str]:
+    """Names of the rig's programs that cannot be found."""
+    missing = [t for t in ("vips", "curl") if shutil.which(t) is None]
+    if shutil.which("nginx") is None and not os.access("/usr/sbin/nginx", os.X_OK):
+        missing.append("nginx")
+    if not os.access(IIPSRV, os.X_OK):
+        missing.append(IIPSRV)
+    return missing
+
+
+def _script(name: str, env: dict[str, str], timeout: float) -> None:
+    """Run tests/rig/NAME; fail the session with its output if it fails."""
+    try:
+        proc = subprocess.run(["bash", str(RIG_DIR / name)], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"tests/rig/{name} took more than {timeout:.0f} s", pytrace=False)
+    if proc.returncode != 0:
+        pytest.fail(f"tests/rig/{name} failed (exit {proc.returncode}):\n{proc.stdout[-1500:]}"
+                    f"{proc.stderr[-1500:]}", pytrace=False)
+
+
+def _already_running(run_dir: Path) -> bool:
+    """True when both servers of a previous start (e.g. started by hand) are still alive."""
+    for name in ("nginx", "iipsrv"):
+        try:
+            pid = int((run_dir / f"{name}.pid").read_text().strip())
+            if name not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def rig() -> Iterator[Rig]:
+    """The running rig (see tests/rig/start_servers.sh); stopped at the end unless it was
+    already running or RIG_KEEP=1."""
+    missing = _missing_tools()
+    if missing:
+        _unavailable(f"rig tools missing: {', '.join(missing)}; install them with "
+                     "scripts/setup.sh --test (or tests/rig/install_packages.sh)")
+    env = dict(os.environ)
+    env["SIZES"] = os.environ.get("RIG_SIZES", "small")  # "small medium" for the bench
+    env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
+    data_dir = Path(env.get("RIG_DATA_DIR", RIG_DIR / "data"))
+    run_dir = Path(env.get("RIG_RUN_DIR", RIG_DIR / "run"))
+    _script("gen_pyramids.sh", env, timeout=900)
+    was_running = _already_running(run_dir)
+    _script("start_servers.sh", env, timeout=120)
+    try:
+        yield Rig(ports=rig_ports(env), data_dir=data_dir, run_dir=run_dir)
+    finally:
+        if not was_running and os.environ.get("RIG_KEEP") != "1":
+            subprocess.run(["bash", str(RIG_DIR / "stop_servers.sh")], env=env,
+                           capture_output=True, timeout=60)
