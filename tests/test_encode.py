@@ -141,7 +141,7 @@ def test_step_scripts(tmp_path):
     assert p.stderr.strip().splitlines() == [f"encode: error: {tmp_path / 'out.png'}: file exists; not overwritten"]
     p = script("stitch.py", "--tiles", str(tmp_path / "none.json"), "--cache", str(ts.cache),
                "--canvas", str(work / "c2.tif"), "--report", str(work / "s2.json"))
-    assert p.returncode == InputError.exit_code and p.stderr.startswith("dezoom-steps: ")
+    assert p.returncode == InputError.exit_code and p.stderr.startswith("stitch: error: ")
     assert len(p.stderr.strip().splitlines()) == 1
 
 
