@@ -13,7 +13,7 @@ from pathlib import Path
 from dezoom_steps import __version__
 from dezoom_steps.errors import BUG_EXIT_CODE, DezoomError, InputError, NoTileError, OutputError, PartialDownload
 from dezoom_steps.naming import output_path
-from dezoom_steps.stepcli import duration_arg, net_options
+from dezoom_steps.netargs import add_net_arguments, net_options
 from dezoom_steps.steps.list_tiles import DEFAULT_PIXEL_BUDGET, Selection
 
 PROG = "dezoom"
@@ -40,16 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--image-index", type=_natural, help="image index when the input holds several")
     sel.add_argument("--pixel-budget", type=_positive, default=DEFAULT_PIXEL_BUDGET,
                      help="refuse levels above this many pixels (default: %(default)s)")
-    n = p.add_argument_group("network")
-    n.add_argument("-n", "--parallelism", type=_positive, default=16, help="concurrent tile downloads (16)")
-    n.add_argument("-r", "--retries", type=_natural, default=1, help="extra attempts per tile (1)")
-    n.add_argument("--retry-delay", type=duration_arg, default=2.0, help="first retry delay, doubled each time (2s)")
-    n.add_argument("-i", "--min-interval", type=duration_arg, default=0.05, help="minimum time between requests (50ms)")
-    n.add_argument("--timeout", type=duration_arg, default=30.0, help="per-request time limit (30s)")
-    n.add_argument("--connect-timeout", type=duration_arg, default=6.0, help="connection time limit (6s)")
-    n.add_argument("-H", "--header", action="append", default=[], metavar="'Name: value'", help="extra HTTP header (repeatable)")
-    n.add_argument("--max-idle-per-host", type=_positive, default=32, help="connection pool size per host (32)")
-    n.add_argument("--accept-invalid-certs", action="store_true", help="do not verify TLS certificates")
+    add_net_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--compression", type=_percent, default=5, help="0-100: JPEG quality is 100 minus this; PNG effort (5)")
     o.add_argument("-c", "--tile-cache", metavar="DIR", help="keep tiles here; a rerun downloads only missing ones")

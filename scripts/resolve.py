@@ -5,14 +5,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from dezoom_steps.stepcli import add_net_flags, net_options, run_step  # noqa: E402
+from dezoom_steps.netargs import add_net_arguments, net_options  # noqa: E402
+from dezoom_steps.stepcli import run_step  # noqa: E402
 from dezoom_steps.steps.resolve import resolve  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("url", help="URL or local path of the image metadata")
 p.add_argument("-o", "--output", type=Path, required=True, help="resolve.json to write")
 p.add_argument("-d", "--dezoomer", default="auto")
-add_net_flags(p)
+add_net_arguments(p)
 args = p.parse_args()
 sys.exit(run_step("resolve", lambda: resolve(
     url=args.url, output=args.output, dezoomer=args.dezoomer, net_options=net_options(args))))

@@ -221,7 +221,7 @@ def test_script_errors_are_one_line(setup, args: list[str], code: int, needle: s
     proc = run_script(str(tiles_json), "--cache", str(cache_dir), "--report", str(report), *args)
     assert proc.returncode == code
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("dezoom-steps: ") and needle in line
+    assert line.startswith("fetch_tiles: error: ") and needle in line
     assert not report.exists()
 
 
