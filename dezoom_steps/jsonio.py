@@ -59,6 +59,13 @@ def validate(doc: dict[str, Any], kind: str) -> None:
             raise jsonschema.ValidationError(f"tiles[{i}] is not a valid tile: {t!r:.200}")
 
 
+def umask_mode() -> int:
+    """The permission bits a newly created file gets under the current umask (mkstemp uses 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
     path = Path(path)
@@ -67,6 +74,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

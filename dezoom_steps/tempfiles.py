@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from dezoom_steps.errors import OutputError
+from dezoom_steps.jsonio import umask_mode
 
 
 def temp_beside(final: Path) -> Path:
@@ -26,4 +27,5 @@ def temp_beside(final: Path) -> Path:
     except OSError as exc:
         raise OutputError(f"{final}: the folder {folder} is not writable ({exc.strerror or exc})") from None
     os.close(fd)
+    os.chmod(name, umask_mode())
     return Path(name)

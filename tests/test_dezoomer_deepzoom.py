@@ -95,7 +95,8 @@ def test_overlap_defaults_to_zero_and_json_numbers_may_be_strings():
 
 
 def test_relative_url_attribute_is_resolved_against_the_metadata():
-    doc = b'<Image TileSize="256" Overlap="0" Format="png" Url="tiles/pic_files/"><Size Width="10" Height="10"/></Image>'
+    doc = (b'<Image TileSize="256" Overlap="0" Format="png" Url="tiles/pic_files/">'
+           b'<Size Width="10" Height="10"/></Image>')
     found = resolve("http://h/x/meta.xml", doc)
     assert found.title == "pic"
     assert tile_urls(DeepZoom(), found.levels[0]) == ["http://h/x/tiles/pic_files/4/0_0.png"]

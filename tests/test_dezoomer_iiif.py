@@ -65,7 +65,8 @@ def test_base_is_the_declared_id_only_on_the_same_origin(declared, base):
 
 
 def test_a_local_info_json_keeps_its_tiles_local():
-    assert choose_base("file:///data/iiif512/info.json", "http://127.0.0.1:8101/small/iiif512") == "file:///data/iiif512"
+    base = choose_base("file:///data/iiif512/info.json", "http://127.0.0.1:8101/small/iiif512")
+    assert base == "file:///data/iiif512"
 
 
 def test_v3_id_and_v2_at_id_are_both_read():
@@ -145,7 +146,8 @@ def test_options_are_not_required():
      "a `tiles` entry is not an object"),
     (b'{"tiles": [{"width": 256, "scaleFactors": [0]}], "width": 10, "height": 10}', MalformedMetadata,
      "scale factor must be positive"),
-    (b'{"profile": [{"maxArea": 0}], "width": 10, "height": 10}', MalformedMetadata, "maxArea must be positive"),
+    (b'{"profile": [{"maxArea": 0}], "width": 10, "height": 10}', MalformedMetadata,
+     "maxArea must be positive"),
 ])
 def test_content_checks(doc, error, message):
     docs = Documents({INFO: doc})

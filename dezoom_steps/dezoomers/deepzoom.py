@@ -100,7 +100,8 @@ def _metadata(url: str, docs: Documents) -> tuple[str, bytes]:
     try:
         return stem + ".xml", docs.get(stem + ".xml")
     except WrongDezoomer:
-        raise WrongDezoomer(f"tile URL given, but neither {stem}.dzi nor {stem}.xml could be downloaded") from None
+        raise WrongDezoomer(
+            f"tile URL given, but neither {stem}.dzi nor {stem}.xml could be downloaded") from None
 
 
 def _image_record(meta: str, data: bytes) -> dict[str, Any]:

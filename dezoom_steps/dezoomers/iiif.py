@@ -266,7 +266,8 @@ def _sizes(info: _Info) -> list[tuple[int, int]]:
         if isinstance(s, dict):
             w = whole_number(s.get("width"), "sizes width", info.source)
             h = whole_number(s.get("height"), "sizes height", info.source)
-            if (not max_w or w <= max_w) and (not max_h or h <= max_h) and (not max_area or w * h <= max_area):
+            fits = (not max_w or w <= max_w) and (not max_h or h <= max_h)
+            if fits and (not max_area or w * h <= max_area):
                 out.append((w, h))
     return out
 
