@@ -138,7 +138,7 @@ rule summary:
         py=PY,
         script=os.path.join(SCRIPTS, "summary.py"),
         summary=f"{RESULTS}/summary.json",
-        work=WORK,
+        work=lambda wc, output: os.path.dirname(output[0]),
     log:
         "logs/summary.log",
     shell:

@@ -58,6 +58,11 @@ def _script(name: str, env: dict[str, str], timeout: float) -> None:
                     f"{proc.stderr[-1500:]}", pytrace=False)
 
 
+def _stop(env: dict[str, str]) -> None:
+    """Stop the rig's servers by their recorded pids (tests/rig/stop_servers.sh)."""
+    subprocess.run(["bash", str(RIG_DIR / "stop_servers.sh")], env=env, capture_output=True, timeout=60)
+
+
 def _already_running(run_dir: Path) -> bool:
     """True when both servers of a previous start (e.g. started by hand) are still alive."""
     for name in ("nginx", "iipsrv"):
@@ -85,10 +90,14 @@ def rig() -> Iterator[Rig]:
     run_dir = Path(env.get("RIG_RUN_DIR", RIG_DIR / "run"))
     _script("gen_pyramids.sh", env, timeout=900)
     was_running = _already_running(run_dir)
-    _script("start_servers.sh", env, timeout=120)
+    try:
+        _script("start_servers.sh", env, timeout=120)
+    except BaseException:  # pytest.fail's exception is not an Exception subclass
+        if not was_running:
+            _stop(env)
+        raise
     try:
         yield Rig(ports=rig_ports(env), data_dir=data_dir, run_dir=run_dir)
     finally:
         if not was_running and os.environ.get("RIG_KEEP") != "1":
-            subprocess.run(["bash", str(RIG_DIR / "stop_servers.sh")], env=env,
-                           capture_output=True, timeout=60)
+            _stop(env)

@@ -58,8 +58,15 @@ def case_params(fmt: str | None = None) -> list[Any]:
     return [pytest.param(c, id=f"{c.format}/{c.name}") for f in formats for c in load_cases(f)]
 
 
+# What a tile URL answers: the start of a JPEG file, which no dezoomer can read as metadata.
+JPEG_BYTES = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
 def no_fetch(url: str) -> bytes:
-    """The fetch function of offline tests: only fixture documents exist."""
+    """The fetch function of offline tests: only fixture documents (and image tiles) exist."""
+    if url.split("?")[0].lower().endswith(IMAGE_SUFFIXES):
+        return JPEG_BYTES
     raise ConnectionError(f"offline test: {url} is not a fixture document")
 
 

@@ -41,7 +41,10 @@ class Rig:
     urls: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "urls", {n: f"http://127.0.0.1:{p}" for n, p in self.ports.items()})
+        """Derive the base URLs from the ports."""
+        # the iipsrv port speaks FastCGI, not HTTP: reach iipsrv through `iip` (nginx)
+        object.__setattr__(self, "urls", {n: f"http://127.0.0.1:{p}" for n, p in self.ports.items()
+                                          if n != "iipsrv"})
 
     # base URLs, e.g. rig.static == "http://127.0.0.1:18101"
     static = property(lambda self: self.urls["static"])

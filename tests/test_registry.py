@@ -47,3 +47,14 @@ def test_by_name_refuses_unknown_names_with_the_list(name):
     text = str(err.value)
     assert f"No such dezoomer: {name}" in text
     assert all(cls.name in text for cls in REGISTRY)
+
+
+def test_readme_formats_table_is_generated_from_the_registry():
+    from pathlib import Path
+
+    from dezoom_steps.dezoomers import formats_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("<!-- formats:begin", 1)[1].split("<!-- formats:end -->", 1)[0]
+    assert section.split("\n", 1)[1].strip() == formats_table().strip(), \
+        "README formats table is stale: regenerate it from dezoom_steps.dezoomers.formats_table()"

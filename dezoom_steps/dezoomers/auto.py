@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from dezoom_steps.dezoomers.base import Dezoomer, Documents, FetchFailure
-from dezoom_steps.errors import MalformedMetadata, NeedsData, NoDezoomerFits, TooManyRounds, WrongDezoomer
+from dezoom_steps.errors import MalformedMetadata, NetworkError, NeedsData, NoDezoomerFits, TooManyRounds, WrongDezoomer
 from dezoom_steps.model import Found
 
 MAX_ROUNDS = 6
@@ -76,4 +76,7 @@ def run_rounds(
                     docs.put(u, FetchFailure(str(exc)))
     else:
         raise TooManyRounds(f"{url}: metadata still incomplete after {max_rounds} rounds of downloads")
+    failure = docs.failure(url)
+    if failure is not None:  # nobody could read the input because it could not be downloaded
+        raise NetworkError(failure if url in failure else f"{url}: {failure}")
     raise NoDezoomerFits(url, reasons)

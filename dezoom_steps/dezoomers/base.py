@@ -42,6 +42,11 @@ class Documents:
         """Record a fetched document (or the failure to fetch it)."""
         self._items[url] = data
 
+    def failure(self, url: str) -> str | None:
+        """The error of a failed download of `url`, or None (not tried, or fetched)."""
+        item = self._items.get(url)
+        return item.message if isinstance(item, FetchFailure) else None
+
     def __contains__(self, url: object) -> bool:
         return url in self._items
 

@@ -64,11 +64,16 @@ wait_for() { # wait_for URL: up to 5 s
   return 1
 }
 
+NGINX_PORTS=("$RIG_PORT_STATIC" "$RIG_PORT_REFERER" "$RIG_PORT_FLAKY" "$RIG_PORT_RATELIMIT"
+             "$RIG_PORT_HOLES" "$RIG_PORT_HEADERS" "$RIG_PORT_IIP")
+# check every port before starting anything, so a clash leaves nothing half-started
+running "$RUN/iipsrv.pid" iipsrv || need_free "$RIG_PORT_IIPSRV"
+running "$RUN/nginx.pid" nginx || need_free "${NGINX_PORTS[@]}"
+
 # ------------------------------------------------------------------ iipsrv (FastCGI)
 if running "$RUN/iipsrv.pid" iipsrv; then
   echo "start_servers: iipsrv already running (pid $(cat "$RUN/iipsrv.pid"))"
 else
-  need_free "$RIG_PORT_IIPSRV"
   env LOGFILE="$RUN/logs/iipsrv.log" VERBOSITY=1 FILESYSTEM_PREFIX="$DATA/tiff/" \
       JPEG_QUALITY=90 MAX_IMAGE_CACHE_SIZE=64 MAX_CVT=20000 CORS='*' \
       URI_MAP='iiif=>IIIF' MEMCACHED_SERVERS='' \
@@ -201,8 +206,6 @@ if running "$RUN/nginx.pid" nginx; then
   fi
 else
   mv "$RUN/nginx.conf.new" "$RUN/nginx.conf"
-  need_free "$RIG_PORT_STATIC" "$RIG_PORT_REFERER" "$RIG_PORT_FLAKY" "$RIG_PORT_RATELIMIT" \
-            "$RIG_PORT_HOLES" "$RIG_PORT_HEADERS" "$RIG_PORT_IIP"
   "${NGINX[@]}" -t -q
   rm -f "$RUN/nginx.pid"
   "${NGINX[@]}" </dev/null >>"$RUN/logs/nginx-error.log" 2>&1   # daemonises; pid file by nginx

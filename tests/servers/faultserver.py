@@ -15,6 +15,9 @@ where `<spec>` is a comma-separated list of `key=value` items:
     goto=PORT       answer 302 to http://127.0.0.1:PORT/<file path> (another origin)
     need_referer=1  403 unless the request has a Referer header
     need_cookie=V   403 unless the request has the cookie `session=V`
+    hold_after=K    after K requests of image files under this spec, hold each further one while
+                    the file `hold_file` (default HOLD) exists in the root; a held request whose
+                    client went away meanwhile is logged with status 499 and never answered
 
 Counts are kept per exact request path (spec and query included). Every request is logged as
 one JSON line (arrival time, path, status, n = its count, referer, cookie, user_agent,
@@ -30,6 +33,7 @@ import argparse
 import json
 import mimetypes
 import os
+import socket
 import ssl
 import sys
 import threading
@@ -39,6 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp")
 HTML_PAGE = b"<!DOCTYPE html>\n<html><head><title>Error</title></head><body>Not here</body></html>\n"
 
 
@@ -83,6 +88,7 @@ class FaultHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = unquote(parts.path)
         spec: dict[str, str] = {}
+        raw_spec = ""
         if path.startswith("/m/"):
             _, _, raw_spec, path = path.split("/", 3) if path.count("/") >= 3 else ("", "", "", "")
             spec = dict(item.partition("=")[::2] for item in raw_spec.split(",") if item)
@@ -99,6 +105,16 @@ class FaultHandler(BaseHTTPRequestHandler):
             if status in (429, 503) and retry_after != "-":
                 headers["Retry-After"] = retry_after
             return self._send(status, f"fault {status}\n".encode(), n, headers)
+        if "hold_after" in spec and path.lower().endswith(IMAGE_EXTENSIONS):
+            if self.server.count("hold:" + raw_spec) > int(spec["hold_after"]):
+                flag = self.server.root / spec.get("hold_file", "HOLD")
+                deadline = time.monotonic() + 120
+                while flag.exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if self._client_gone():
+                    self._log(499, n, "client gone while held")
+                    self.close_connection = True
+                    return None
         if "delay" in spec:
             time.sleep(float(spec["delay"]))
         if "redirect" in spec or "goto" in spec:
@@ -130,6 +146,15 @@ class FaultHandler(BaseHTTPRequestHandler):
                 time.sleep(float(spec["trickle"]))
             return None
         return self._send(200, data, n, {"Content-Type": ctype})
+
+    def _client_gone(self) -> bool:
+        """True when the client closed its end of the connection (it was killed or gave up)."""
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     def _redirect(self, spec: dict[str, str], path: str, query: str, n: int) -> None:
         rest = dict(spec)
