@@ -9,6 +9,7 @@ them black.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,9 @@ from dezoom_steps import cache, jsonio, net
 from dezoom_steps.errors import InputError, OutputError
 from dezoom_steps.model import TileRef
 from dezoom_steps.urls import is_file_url
+
+log = logging.getLogger(__name__)
+MAX_LOGGED_FAILURES = 20  # one line per missing tile, up to this many
 
 Decode = Callable[[bytes, dict[str, Any]], bytes]
 
@@ -105,4 +109,10 @@ def fetch_tiles(
         "bytes": totals["bytes"],
         "seconds": round(time.monotonic() - started, 3),
     }
-    return jsonio.write_step_json(report, "fetch", body)
+    written = jsonio.write_step_json(report, "fetch", body)
+    for f in body["failed"][:MAX_LOGGED_FAILURES]:
+        log.warning("tile not downloaded: %s: %s", f["url"], f["error"])
+    if len(failed) > MAX_LOGGED_FAILURES:
+        log.warning("... and %d more tiles not downloaded (all are listed in %s)",
+                    len(failed) - MAX_LOGGED_FAILURES, report)
+    return written

@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""Benchmark of issue 2: the 10000x7000 rig image, end to end, DZI / Zoomify / IIIF to PNG and JPEG.
+
+For every source x output format, the `dezoom` CLI runs as its own process twice:
+  cold  fresh tile cache: every tile is downloaded from the rig's static nginx port;
+  warm  the same cache again: every tile is a cache hit, so this is stitch + encode.
+Each run is measured from outside: wall time, peak RSS of the whole process (GNU time -v,
+else the rusage of os.wait4), output size; tiles/s = the sidecar's tiles_total / wall time.
+Every output is checked against the rig's lossless reference (size, mean and worst 32 px cell
+difference) so that no figure is reported for a broken image.
+
+Peers on the same machine in the same run, reported as time ratios (ours / peer):
+  vips  libvips encoding the same pixels (level 0 of the rig's pyramidal TIFF) to PNG / JPEG,
+        once at its default settings and once at the settings `dezoom` uses;
+  curl  downloading the same tile URLs (--parallel --parallel-max 16), against our fetch
+        step alone (scripts/fetch_tiles.py, also 16 connections).
+
+Writes bench/results/bench-<date>.json and prints markdown tables. Usage:
+  python3 bench/run_bench.py [--keep DIR] [--output FILE] [--sources dzi,zoomify,iiif] [--formats png,jpg]
+The rig's data (SIZES="small medium") is generated if needed; its servers are started if they
+are not running, and then stopped again (by pid, tests/rig/stop_servers.sh) at the end.
+RIG_PORT_BASE / RIG_RUN_DIR / RIG_DATA_DIR move the rig as for the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+RIG_DIR = REPO / "tests" / "rig"
+sys.path.insert(0, str(REPO / "tests"))
+from rigutil import label_box, rig_ports  # noqa: E402
+
+SCHEMA = "dezoom-steps/bench/1"
+TIME_BIN = "/usr/bin/time"
+PARALLELISM = 16
+RSS_TARGET_MB = 300  # issue 2: peak RSS under 300 MB for PNG output of the medium image
+MB = 1e6
+
+
+@dataclass(frozen=True)
+class Source:
+    """One of the rig's pyramids of the medium image, and how lossy its tiles are."""
+
+    name: str
+    path: str  # on the static port
+    tile_quality: int  # JPEG quality the tiles were made with (tests/rig/gen_pyramids.sh)
+
+
+SOURCES = {
+    "dzi": Source("dzi", "/medium/dz254o1.dzi", 75),
+    "zoomify": Source("zoomify", "/medium/zoomify256/ImageProperties.xml", 85),
+    "iiif": Source("iiif", "/medium/iiif512/info.json", 75),
+}
+# Pass limits of the comparison with the reference: (mean |diff|, worst 32 px cell) by tile
+# quality, as in tests/test_rig_e2e.py, plus an allowance for a lossy (JPEG Q95) output.
+TILE_LIMITS = {75: (2.5, 10.0), 85: (1.5, 6.0)}
+JPEG_OUTPUT_ALLOWANCE = (0.8, 3.0)
+# `dezoom` defaults (compression 5): PNG deflate "fast" tier (zlib level 1) with the Up filter;
+# JPEG quality 95, 4:2:0. The "matched" vips runs use the same settings.
+VIPS_SAVE = {
+    ("png", "default"): ["pngsave"],
+    ("png", "matched"): ["pngsave", "--compression", "1", "--filter", "up"],
+    ("jpg", "default"): ["jpegsave"],
+    ("jpg", "matched"): ["jpegsave", "--Q", "95", "--subsample-mode", "on"],
+}
+
+
+# ------------------------------------------------------------------ measuring one process
+
+@dataclass
+class Measured:
+    """What one child process cost, measured from outside."""
+
+    cmd: list[str]
+    exit_code: int
+    wall_s: float
+    peak_rss_kb: int
+    user_s: float
+    sys_s: float
+    stdout: str = ""
+    stderr: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON figures of this run."""
+        return {"wall_s": round(self.wall_s, 3), "peak_rss_mb": round(self.peak_rss_kb * 1024 / MB, 1),
+                "user_s": round(self.user_s, 2), "sys_s": round(self.sys_s, 2)}
+
+
+def measure(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 900) -> Measured:
+    """Run `cmd` and return its wall time, peak RSS and CPU times (GNU time -v, else os.wait4)."""
+    use_time = os.access(TIME_BIN, os.X_OK)
+    with tempfile.TemporaryDirectory(prefix="bench-measure-") as tmp:
+        out_p, err_p, time_p = Path(tmp, "out"), Path(tmp, "err"), Path(tmp, "time")
+        full = [TIME_BIN, "-v", "-o", str(time_p), *cmd] if use_time else cmd
+        with open(out_p, "wb") as out, open(err_p, "wb") as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(full, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            timer = threading.Timer(timeout, proc.kill)
+            timer.start()
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)
+            finally:
+                timer.cancel()
+            wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        stdout, stderr = out_p.read_text(errors="replace"), err_p.read_text(errors="replace")
+        if use_time:
+            report = time_p.read_text(errors="replace")
+            rss = int(_field(report, r"Maximum resident set size \(kbytes\): (\d+)"))
+            user = float(_field(report, r"User time \(seconds\): ([\d.]+)"))
+            syst = float(_field(report, r"System time \(seconds\): ([\d.]+)"))
+            code = int(_field(report, r"Exit status: (-?\d+)", str(proc.returncode)))
+        else:  # Linux reports ru_maxrss in KiB
+            rss, user, syst, code = usage.ru_maxrss, usage.ru_utime, usage.ru_stime, proc.returncode
+    return Measured(cmd, code, wall, rss, user, syst, stdout, stderr)
+
+
+def _field(text: str, pattern: str, default: str | None = None) -> str:
+    """The first group of `pattern` in GNU time's report."""
+    m = re.search(pattern, text)
+    if m is None:
+        if default is None:
+            raise RuntimeError(f"no {pattern!r} in the report of {TIME_BIN}:\n{text[-500:]}")
+        return default
+    return m.group(1)
+
+
+def checked(m: Measured, what: str) -> Measured:
+    """`m`, or a RuntimeError naming `what` when the process failed."""
+    if m.exit_code != 0:
+        raise RuntimeError(f"{what} failed (exit {m.exit_code}): {' '.join(m.cmd)}\n"
+                           f"{m.stderr[-1500:]}{m.stdout[-500:]}")
+    return m
+
+
+# ------------------------------------------------------------------ the rig
+
+def rig_env() -> dict[str, str]:
+    """The environment for the rig scripts and every measured child."""
+    env = dict(os.environ)
+    env["SIZES"] = "small medium"
+    env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+def servers_running(run_dir: Path) -> bool:
+    """True when both servers named by the rig's pid files are alive."""
+    for name in ("nginx", "iipsrv"):
+        try:
+            pid = int((run_dir / f"{name}.pid").read_text().strip())
+            if name not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+def rig_script(name: str, env: dict[str, str], timeout: float) -> None:
+    """Run tests/rig/NAME; raise with its output when it fails."""
+    proc = subprocess.run(["bash", str(RIG_DIR / name)], env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"tests/rig/{name} failed (exit {proc.returncode}):\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+
+
+# ------------------------------------------------------------------ checking outputs
+
+class Reference:
+    """The rig's lossless reference of the medium image, loaded once."""
+
+    def __init__(self, www: Path):
+        Image.MAX_IMAGE_PIXELS = None
+        with Image.open(www / "ref" / "medium.png") as im:
+            self.pixels = np.asarray(im.convert("RGB"))
+        self.box = label_box(json.loads((www / "ref" / "medium.json").read_text()))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    def compare(self, path: Path, block: int = 32) -> dict[str, Any]:
+        """Size, mean |diff| and the worst block x block cell (label box left out) of an image file."""
+        with Image.open(path) as im:
+            if im.size != self.size:
+                return {"size": list(im.size), "size_ok": False}
+            im.load()
+            got = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+        ref, (bx, by, bw, bh) = self.pixels, self.box
+        width = ref.shape[1]
+        starts = np.arange(0, width, block)
+        widths = np.diff(np.append(starts, width))
+        total, worst, worst_at = 0.0, 0.0, (0, 0)
+        for y in range(0, ref.shape[0], block):
+            d = np.abs(got[y:y + block].astype(np.int16) - ref[y:y + block].astype(np.int16)).sum(axis=2)
+            total += float(d.sum())
+            y0, y1 = max(0, by - y), min(d.shape[0], by + bh - y)
+            if y0 < y1:
+                d[y0:y1, max(0, bx):bx + bw] = 0
+            cells = np.add.reduceat(d.sum(axis=0), starts) / (3.0 * d.shape[0] * widths)
+            i = int(cells.argmax())
+            if cells[i] > worst:
+                worst, worst_at = float(cells[i]), (int(starts[i]), y)
+        return {"size": list(self.size), "size_ok": True, "mean_abs_diff": round(total / ref.size, 3),
+                "worst_cell_diff": round(worst, 2), "worst_cell_at": list(worst_at)}
+
+
+def limits_for(source: Source, fmt: str) -> tuple[float, float]:
+    """The (mean, worst cell) limits an output of `source` in `fmt` must stay under."""
+    mean, cell = TILE_LIMITS[source.tile_quality]
+    if fmt == "jpg":
+        mean, cell = mean + JPEG_OUTPUT_ALLOWANCE[0], cell + JPEG_OUTPUT_ALLOWANCE[1]
+    return mean, cell
+
+
+def image_size(path: Path) -> list[int]:
+    """Width and height from an image file's header."""
+    Image.MAX_IMAGE_PIXELS = None
+    with Image.open(path) as im:
+        return list(im.size)
+
+
+# ------------------------------------------------------------------ the runs
+
+@dataclass
+class Bench:
+    """One benchmark session: where it works, what it found."""
+
+    env: dict[str, str]
+    static: str
+    www: Path
+    tiff: Path
+    work: Path
+    ref: Reference | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def dezoom(self, url: str, out: Path, cache: Path) -> Measured:
+        """One measured `python -m dezoom_steps` run."""
+        cmd = [sys.executable, "-m", "dezoom_steps", url, str(out), "-n", str(PARALLELISM), "-i", "0ms",
+               "-c", str(cache)]
+        return checked(measure(cmd, out.parent, self.env), f"dezoom {url} -> {out.name}")
+
+    def tile_list(self, source: Source, folder: Path) -> tuple[Path, list[str]]:
+        """tiles.json of the source's largest level (resolve + list_tiles step scripts) and its URLs."""
+        url = self.static + source.path
+        checked(measure([sys.executable, str(REPO / "scripts" / "resolve.py"), url, "-o", str(folder / "resolve.json")],
+                        folder, self.env), "resolve")
+        checked(measure([sys.executable, str(REPO / "scripts" / "list_tiles.py"), str(folder / "resolve.json"),
+                         "-o", str(folder / "tiles.json"), "--image", f"bench-{source.name}"], folder, self.env),
+                "list_tiles")
+        tiles = json.loads((folder / "tiles.json").read_text())["tiles"]
+        return folder / "tiles.json", [t["url"] for t in tiles]
+
+    def fetch_only(self, tiles_json: Path, n_tiles: int, folder: Path) -> dict[str, Any]:
+        """Our fetch step alone (scripts/fetch_tiles.py) into an empty cache."""
+        report = folder / "fetch.json"
+        m = checked(measure([sys.executable, str(REPO / "scripts" / "fetch_tiles.py"), str(tiles_json),
+                             "--cache", str(folder / "cache-fetch"), "--report", str(report),
+                             "-n", str(PARALLELISM), "-i", "0ms"], folder, self.env), "fetch_tiles")
+        body = json.loads(report.read_text())
+        ok = body["downloaded"] == n_tiles and not body["failed"]
+        if not ok:
+            self.problems.append(f"fetch_tiles: downloaded {body['downloaded']} of {n_tiles}, "
+                                 f"{len(body['failed'])} failed")
+        return {**m.summary(), "tiles": n_tiles, "tiles_per_s": round(n_tiles / m.wall_s, 1),
+                "step_seconds": body["seconds"], "bytes": body["bytes"], "ok": ok}
+
+    def curl(self, urls: list[str], folder: Path) -> dict[str, Any]:
+        """curl fetching the same URLs with 16 parallel transfers; every status must be 200."""
+        config = folder / "curl-urls.cfg"
+        config.write_text("".join(f'url = "{u}"\noutput = "/dev/null"\n' for u in urls))
+        m = checked(measure(["curl", "-s", "--parallel", "--parallel-max", str(PARALLELISM), "-K", str(config),
+                             "-w", "%{http_code}\\n"], folder, self.env), "curl")
+        codes = m.stdout.split()
+        ok = len(codes) == len(urls) and set(codes) == {"200"}
+        if not ok:
+            self.problems.append(f"curl: {codes.count('200')} of {len(urls)} answers were 200")
+        return {**m.summary(), "tiles": len(urls), "tiles_per_s": round(len(urls) / m.wall_s, 1), "ok": ok}
+
+    def end_to_end(self, source: Source, fmt: str, n_tiles: int, folder: Path) -> dict[str, Any]:
+        """Cold (fresh cache, downloads everything) and warm (cache hits: stitch + encode) runs."""
+        url, cache = self.static + source.path, folder / f"cache-{fmt}"
+        row: dict[str, Any] = {"source": source.name, "url_path": source.path, "format": fmt}
+        for phase in ("cold", "warm"):
+            out = folder / f"{source.name}-{phase}.{fmt}"
+            m = self.dezoom(url, out, cache)
+            side = json.loads(Path(f"{out}.json").read_text())
+            row[phase] = {**m.summary(), "tiles_per_s": round(side["tiles_total"] / m.wall_s, 1),
+                          "output_mb": round(out.stat().st_size / MB, 2)}
+            row.setdefault("tiles", side["tiles_total"])
+            row.setdefault("sha256", side["sha256"])
+            if not (side["complete"] and not side["missing_tiles"] and side["tiles_total"] == n_tiles):
+                self.problems.append(f"{source.name}->{fmt} {phase}: sidecar says complete={side['complete']}, "
+                                     f"{len(side['missing_tiles'])} missing, tiles_total {side['tiles_total']} "
+                                     f"(tiles.json lists {n_tiles})")
+            if phase == "cold":
+                assert self.ref is not None
+                check = self.ref.compare(out)
+                check["limits"] = list(limits_for(source, fmt))
+                check["ok"] = bool(check["size_ok"] and check["mean_abs_diff"] <= check["limits"][0]
+                                   and check["worst_cell_diff"] <= check["limits"][1])
+                row["check"] = check
+                if not check["ok"]:
+                    self.problems.append(f"{source.name}->{fmt}: output differs from the reference: {check}")
+            elif side["sha256"] != row["sha256"]:
+                self.problems.append(f"{source.name}->{fmt}: the warm run's output differs from the cold run's")
+            out.unlink()  # outputs are ~50 MB each; the figures are kept
+        return row
+
+    def vips(self, fmt: str, settings: str, folder: Path) -> dict[str, Any]:
+        """libvips encoding level 0 of the rig's pyramidal TIFF (the same pixels) to `fmt`."""
+        out = folder / f"vips-{settings}.{fmt}"
+        op, *opts = VIPS_SAVE[(fmt, settings)]
+        m = checked(measure(["vips", op, f"{self.tiff}[page=0]", str(out), *opts], folder, self.env), f"vips {op}")
+        size = image_size(out)
+        ok = size == [10000, 7000]
+        if not ok:
+            self.problems.append(f"vips {op} {settings}: output is {size[0]}x{size[1]}")
+        row = {"format": fmt, "settings": settings, "command": f"vips {op} medium_pyr.tif[page=0] out.{fmt} {' '.join(opts)}".strip(),
+               **m.summary(), "output_mb": round(out.stat().st_size / MB, 2), "size_ok": ok}
+        out.unlink()
+        return row
+
+
+# ------------------------------------------------------------------ machine and report
+
+def machine_info() -> dict[str, Any]:
+    """The machine, Python, package and tool versions."""
+    def first_line(cmd: list[str]) -> str:
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (p.stdout or p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "unavailable"
+
+    cpu = "unknown"
+    mem_gb = None
+    try:
+        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = m.group(1).strip() if m else cpu
+        kb = re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.M)
+        mem_gb = round(int(kb.group(1)) / 1024 ** 2, 1) if kb else None
+    except OSError:
+        pass
+    packages = {}
+    for name in ("dezoom-steps", "Pillow", "numpy", "requests", "urllib3", "tifffile", "isal"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True).stdout.strip())
+    return {
+        "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "cpu_model": cpu,
+        "memory_gb": mem_gb, "platform": platform.platform(), "python": platform.python_version(),
+        "python_executable": Path(sys.executable).name, "packages": packages,
+        "tools": {"vips": first_line(["vips", "--version"]), "curl": first_line(["curl", "--version"]),
+                  "nginx": first_line(["nginx", "-v"]) if shutil.which("nginx") else first_line(["/usr/sbin/nginx", "-v"]),
+                  "rss_measured_by": f"{TIME_BIN} -v" if os.access(TIME_BIN, os.X_OK) else "os.wait4 ru_maxrss"},
+        "git_commit": commit + ("+dirty" if dirty else ""),
+    }
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b rounded for the report."""
+    return round(a / b, 2) if b else float("nan")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as markdown tables (the README's performance section uses the same layout)."""
+    vips = {(v["format"], v["settings"]): v for v in result["vips"]}
+    lines = ["| source | output | tiles | wall s | tiles/s | peak RSS MB | output MB "
+             "| cache-hit rerun: wall s / RSS MB | ÷ vips same settings | ÷ vips defaults |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["end_to_end"]:
+        c, w, f = r["cold"], r["warm"], r["format"]
+        lines.append(f"| {r['source']} | {f} | {r['tiles']} | {c['wall_s']:.2f} | {c['tiles_per_s']:.0f} "
+                     f"| {c['peak_rss_mb']:.0f} | {c['output_mb']:.1f} | {w['wall_s']:.2f} / {w['peak_rss_mb']:.0f} "
+                     f"| {ratio(w['wall_s'], vips[(f, 'matched')]['wall_s'])} "
+                     f"| {ratio(w['wall_s'], vips[(f, 'default')]['wall_s'])} |")
+    lines += ["", "| peer | wall s | peak RSS MB | output MB |", "|---|---:|---:|---:|"]
+    for v in result["vips"]:
+        lines.append(f"| `{v['command']}` | {v['wall_s']:.2f} | {v['peak_rss_mb']:.0f} | {v['output_mb']:.1f} |")
+    lines += ["", "| source | tiles | our fetch step: wall s, tiles/s | curl: wall s, tiles/s | time ours ÷ curl |",
+              "|---|---:|---:|---:|---:|"]
+    for r in result["download"]:
+        o, c = r["ours"], r["curl"]
+        lines.append(f"| {r['source']} | {o['tiles']} | {o['wall_s']:.2f}, {o['tiles_per_s']:.0f} "
+                     f"| {c['wall_s']:.2f}, {c['tiles_per_s']:.0f} | {ratio(o['wall_s'], c['wall_s'])} |")
+    t = result["target"]
+    lines += ["", f"PNG peak RSS: max {t['png_peak_rss_mb_max']:.0f} MB (target < {t['limit_mb']} MB: "
+              f"{'met' if t['met'] else 'NOT met'}); raw pixels {t['raw_pixels_mb']:.0f} MB."]
+    return "\n".join(lines)
+
+
+def write_json_atomic(path: Path, body: dict[str, Any]) -> None:
+    """Write `body` as indented JSON to `path` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(body, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ main
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns 0, or 1 when some output was wrong (the JSON says which)."""
+    p = argparse.ArgumentParser(description="Benchmark of the 10000x7000 rig image (issue 2).")
+    p.add_argument("--sources", default=",".join(SOURCES), help="comma-separated subset of %(default)s")
+    p.add_argument("--formats", default="png,jpg", help="comma-separated subset of %(default)s")
+    p.add_argument("--output", type=Path, help="result JSON (default bench/results/bench-<date>.json)")
+    p.add_argument("--keep", type=Path, help="work in this folder and keep caches and lists (default: a temp folder)")
+    a = p.parse_args(argv)
+    sources = [SOURCES[s] for s in a.sources.split(",")]
+    formats = a.formats.split(",")
+    if set(formats) - {"png", "jpg"}:
+        p.error("formats are png and jpg")
+
+    env = rig_env()
+    data_dir = Path(env.get("RIG_DATA_DIR", RIG_DIR / "data"))
+    run_dir = Path(env.get("RIG_RUN_DIR", RIG_DIR / "run"))
+    started_at = dt.datetime.now().astimezone()
+    load_before = os.getloadavg()
+    print("bench: generating the rig data if needed (SIZES='small medium')", file=sys.stderr)
+    rig_script("gen_pyramids.sh", env, timeout=900)
+    started_servers = not servers_running(run_dir)
+    if started_servers:
+        print("bench: starting the rig servers", file=sys.stderr)
+    rig_script("start_servers.sh", env, timeout=120)
+    work = a.keep or Path(tempfile.mkdtemp(prefix="dezoom-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    bench = Bench(env=env, static=f"http://127.0.0.1:{rig_ports(env)['static']}", www=data_dir / "www",
+                  tiff=data_dir / "tiff" / "medium_pyr.tif", work=work)
+    result: dict[str, Any] = {"schema": SCHEMA, "started": started_at.isoformat(timespec="seconds"),
+                              "machine": machine_info(),
+                              "settings": {"parallelism": PARALLELISM, "min_interval": "0ms", "compression": 5,
+                                           "image": "tests/rig medium, 10000x7000", "runs_per_figure": 1},
+                              "end_to_end": [], "download": [], "vips": []}
+    try:
+        bench.ref = Reference(bench.www)
+        for source in sources:
+            folder = work / source.name
+            folder.mkdir(exist_ok=True)
+            print(f"bench: {source.name}: listing tiles, fetch step alone, curl", file=sys.stderr)
+            tiles_json, urls = bench.tile_list(source, folder)
+            ours = bench.fetch_only(tiles_json, len(urls), folder)
+            peer = bench.curl(urls, folder)
+            result["download"].append({"source": source.name, "ours": ours, "curl": peer,
+                                       "time_ratio_ours_over_curl": ratio(ours["wall_s"], peer["wall_s"])})
+            for fmt in formats:
+                print(f"bench: {source.name} -> {fmt}: cold and warm dezoom runs", file=sys.stderr)
+                result["end_to_end"].append(bench.end_to_end(source, fmt, len(urls), folder))
+        for fmt in formats:
+            for settings in ("default", "matched"):
+                print(f"bench: vips -> {fmt} ({settings} settings)", file=sys.stderr)
+                result["vips"].append(bench.vips(fmt, settings, work))
+    finally:
+        if started_servers:
+            rig_script("stop_servers.sh", env, timeout=60)
+        if a.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    vips = {(v["format"], v["settings"]): v["wall_s"] for v in result["vips"]}
+    for r in result["end_to_end"]:
+        r["warm_time_ratio_over_vips"] = {s: ratio(r["warm"]["wall_s"], vips[(r["format"], s)])
+                                          for s in ("default", "matched") if (r["format"], s) in vips}
+    png_rss = [r["cold"]["peak_rss_mb"] for r in result["end_to_end"] if r["format"] == "png"]
+    png_rss += [r["warm"]["peak_rss_mb"] for r in result["end_to_end"] if r["format"] == "png"]
+    result["target"] = {"png_peak_rss_mb_max": max(png_rss, default=0.0), "limit_mb": RSS_TARGET_MB,
+                        "met": bool(png_rss) and max(png_rss) < RSS_TARGET_MB, "raw_pixels_mb": 10000 * 7000 * 3 / MB}
+    result["load_average"] = {"before": [round(x, 2) for x in load_before],
+                              "after": [round(x, 2) for x in os.getloadavg()]}
+    result["problems"] = bench.problems
+    out = a.output or REPO / "bench" / "results" / f"bench-{started_at.date().isoformat()}.json"
+    write_json_atomic(out, result)
+    print(markdown(result))
+    print(f"\nbench: wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}", file=sys.stderr)
+    for problem in bench.problems:
+        print(f"bench: PROBLEM: {problem}", file=sys.stderr)
+    return 1 if bench.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
