@@ -15,7 +15,7 @@ REGISTRY: tuple[type[Dezoomer], ...] = (Zoomify, IIIF, DeepZoom)
 def by_name(name: str) -> Dezoomer:
     """The dezoomer called `name`, or InputError listing the valid names."""
     for cls in REGISTRY:
-        if cls.name == name:
+        if cls.name.lower() == name.lower():  # dezoomify-rs spells some names in capitals (IIPImage)
             return cls()
     names = ", ".join(["auto", *(c.name for c in REGISTRY)])
     raise InputError(f"No such dezoomer: {name} (choose one of: {names})")
