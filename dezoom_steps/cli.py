@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 from dezoom_steps import __version__
 from dezoom_steps.errors import BUG_EXIT_CODE, DezoomError, InputError, NoTileError, OutputError, PartialDownload
 from dezoom_steps.naming import output_path
 from dezoom_steps.netargs import add_net_arguments, net_options
 from dezoom_steps.steps.list_tiles import DEFAULT_PIXEL_BUDGET, Selection
+from dezoom_steps.tempfiles import temp_beside
 
 PROG = "dezoom"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block) and exit with InputError's code."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `dezoom: error: <message>` and exit 2."""
+        self.exit(InputError.exit_code, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; `-h` is --max-height as in dezoomify-rs, so help is `-?`/`--help`."""
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=PROG, add_help=False,
         description="Download a zoomable (tiled) image and save it as one file.",
         epilog="Exit codes: 0 ok, 2 bad input, 3 unreadable metadata, 4 network, 5 output impossible, "
@@ -132,12 +141,12 @@ def _ask_url() -> str:
 
 
 def _check_writable(out: Path) -> None:
-    """Refuse early when the output folder does not exist or cannot be written."""
+    """Refuse before downloading when the output folder cannot take a new file (a real trial:
+    permission bits say nothing for root or on read-only file systems)."""
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError(f"{out}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"{out}: the folder {folder} is not writable")
+    temp_beside(out).unlink()
 
 
 def main(argv: list[str] | None = None) -> int:

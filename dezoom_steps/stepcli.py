@@ -9,9 +9,13 @@ from typing import Callable
 from dezoom_steps.errors import BUG_EXIT_CODE, DezoomError
 
 
-def run_step(name: str, body: Callable[[], object]) -> int:
-    """Run a step's body; a DezoomError becomes one stderr line and its exit code."""
-    logging.basicConfig(level=logging.WARNING, format=f"{name}: %(levelname)s: %(message)s")
+def run_step(name: str, body: Callable[[], object], level: int = logging.INFO) -> int:
+    """Run a step's body; a DezoomError becomes one stderr line and its exit code.
+
+    Step scripts log at INFO by default: their output goes to the job's log file
+    (e.g. the fetch step lists every tile it could not download there).
+    """
+    logging.basicConfig(level=level, format=f"{name}: %(levelname)s: %(message)s")
     try:
         body()
     except DezoomError as exc:

@@ -111,8 +111,8 @@ def fetch_tiles(
     }
     written = jsonio.write_step_json(report, "fetch", body)
     for f in body["failed"][:MAX_LOGGED_FAILURES]:
-        log.warning("tile not downloaded: %s: %s", f["url"], f["error"])
+        log.info("tile not downloaded: %s: %s", f["url"], f["error"])
     if len(failed) > MAX_LOGGED_FAILURES:
-        log.warning("... and %d more tiles not downloaded (all are listed in %s)",
+        log.info("... and %d more tiles not downloaded (all are listed in %s)",
                     len(failed) - MAX_LOGGED_FAILURES, report)
     return written

@@ -11,7 +11,7 @@ from dezoom_steps import net
 from dezoom_steps.dezoomers import all_dezoomers, by_name
 from dezoom_steps.dezoomers.auto import order_candidates, run_rounds
 from dezoom_steps.dezoomers.base import Documents
-from dezoom_steps.errors import MalformedMetadata
+from dezoom_steps.errors import InputError, MalformedMetadata
 from dezoom_steps.jsonio import write_step_json
 from dezoom_steps.urls import is_http, normalize_input
 
@@ -37,7 +37,10 @@ def resolve(
     """
     url = normalize_input(url)
     net_options = net_options or net.NetOptions()
-    candidates = all_dezoomers() if dezoomer == "auto" else [by_name(dezoomer)]
+    try:
+        candidates = all_dezoomers() if dezoomer == "auto" else [by_name(dezoomer)]
+    except InputError as exc:
+        raise InputError(f"{url}: {exc}") from None
     if dezoomer == "auto":
         candidates = order_candidates(url, candidates)
     referer = url if is_http(url) else None
