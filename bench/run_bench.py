@@ -10,8 +10,11 @@ Every output is checked against the rig's lossless reference (size, mean and wor
 difference) so that no figure is reported for a broken image.
 
 Peers on the same machine in the same run, reported as time ratios (ours / peer):
-  vips  libvips encoding the same pixels (level 0 of the rig's pyramidal TIFF) to PNG / JPEG,
-        once at its default settings and once at the settings `dezoom` uses;
+  vips  libvips encoding the very pixels of our output (written once, untimed, to an
+        uncompressed TIFF, much like our own canvas.tif) to PNG / JPEG, at its default
+        settings and at the settings `dezoom` uses; compared with our warm run (tile decode +
+        stitch + encode). For context also libvips encoding level 0 of the rig's pyramidal
+        TIFF at default settings (JPEG Q90 tiles: not quite the same pixels);
   curl  downloading the same tile URLs (--parallel --parallel-max 16), against our fetch
         step alone (scripts/fetch_tiles.py, also 16 connections).
 
@@ -54,6 +57,9 @@ TIME_BIN = "/usr/bin/time"
 PARALLELISM = 16
 RSS_TARGET_MB = 300  # issue 2: peak RSS under 300 MB for PNG output of the medium image
 MB = 1e6
+BASELINE_IMPORTS = ("import dezoom_steps.cli, dezoom_steps.steps.resolve, dezoom_steps.steps.list_tiles, "
+                    "dezoom_steps.steps.fetch_tiles, dezoom_steps.steps.stitch, dezoom_steps.steps.encode, "
+                    "dezoom_steps.encoders")
 
 
 @dataclass(frozen=True)
@@ -285,20 +291,27 @@ class Bench:
         return {**m.summary(), "tiles": n_tiles, "tiles_per_s": round(n_tiles / m.wall_s, 1),
                 "step_seconds": body["seconds"], "bytes": body["bytes"], "ok": ok}
 
-    def curl(self, urls: list[str], folder: Path) -> dict[str, Any]:
+    def curl(self, urls: list[str], expected_bytes: int, folder: Path) -> dict[str, Any]:
         """curl fetching the same URLs with 16 parallel transfers; every status must be 200."""
         config = folder / "curl-urls.cfg"
         config.write_text("".join(f'url = "{u}"\noutput = "/dev/null"\n' for u in urls))
         m = checked(measure(["curl", "-s", "--parallel", "--parallel-max", str(PARALLELISM), "-K", str(config),
-                             "-w", "%{http_code}\\n"], folder, self.env), "curl")
-        codes = m.stdout.split()
-        ok = len(codes) == len(urls) and set(codes) == {"200"}
+                             "-w", "%{http_code} %{size_download}\\n"], folder, self.env), "curl")
+        answers = [line.split() for line in m.stdout.splitlines() if line.strip()]
+        codes = [a[0] for a in answers]
+        size = sum(int(a[1]) for a in answers)
+        ok = len(codes) == len(urls) and set(codes) == {"200"} and size == expected_bytes
         if not ok:
-            self.problems.append(f"curl: {codes.count('200')} of {len(urls)} answers were 200")
-        return {**m.summary(), "tiles": len(urls), "tiles_per_s": round(len(urls) / m.wall_s, 1), "ok": ok}
+            self.problems.append(f"curl: {codes.count('200')} of {len(urls)} answers were 200, "
+                                 f"{size} bytes (our fetch step: {expected_bytes})")
+        return {**m.summary(), "tiles": len(urls), "tiles_per_s": round(len(urls) / m.wall_s, 1),
+                "bytes": size, "ok": ok}
 
     def end_to_end(self, source: Source, fmt: str, n_tiles: int, folder: Path) -> dict[str, Any]:
-        """Cold (fresh cache, downloads everything) and warm (cache hits: stitch + encode) runs."""
+        """Cold (fresh cache, downloads everything) and warm (cache hits: stitch + encode) runs.
+
+        The cold PNG output is kept as `{source}-cold.png` for the vips peer; others are deleted.
+        """
         url, cache = self.static + source.path, folder / f"cache-{fmt}"
         row: dict[str, Any] = {"source": source.name, "url_path": source.path, "format": fmt}
         for phase in ("cold", "warm"):
@@ -324,19 +337,31 @@ class Bench:
                     self.problems.append(f"{source.name}->{fmt}: output differs from the reference: {check}")
             elif side["sha256"] != row["sha256"]:
                 self.problems.append(f"{source.name}->{fmt}: the warm run's output differs from the cold run's")
-            out.unlink()  # outputs are ~50 MB each; the figures are kept
+            if not (phase == "cold" and fmt == "png"):
+                out.unlink()  # outputs are ~50 MB each; the figures are kept
         return row
 
-    def vips(self, fmt: str, settings: str, folder: Path) -> dict[str, Any]:
-        """libvips encoding level 0 of the rig's pyramidal TIFF (the same pixels) to `fmt`."""
+    def same_pixels(self, source: Source, folder: Path) -> Path:
+        """Our output's pixels as an uncompressed TIFF (untimed), the input of the vips peer."""
+        png = folder / f"{source.name}-cold.png"
+        if not png.exists():  # PNG was not benchmarked: make it from the filled cache of the JPEG runs
+            self.dezoom(self.static + source.path, png, folder / "cache-jpg")
+        tif = folder / "same-pixels.tif"
+        checked(measure(["vips", "copy", str(png), f"{tif}[compression=none]"], folder, self.env), "vips copy")
+        png.unlink()
+        return tif
+
+    def vips(self, fmt: str, settings: str, src: Path, folder: Path) -> dict[str, Any]:
+        """libvips encoding the image file `src` (its first page) to `fmt` with `settings`."""
         out = folder / f"vips-{settings}.{fmt}"
         op, *opts = VIPS_SAVE[(fmt, settings)]
-        m = checked(measure(["vips", op, f"{self.tiff}[page=0]", str(out), *opts], folder, self.env), f"vips {op}")
+        m = checked(measure(["vips", op, f"{src}[page=0]", str(out), *opts], folder, self.env), f"vips {op}")
         size = image_size(out)
         ok = size == [10000, 7000]
         if not ok:
-            self.problems.append(f"vips {op} {settings}: output is {size[0]}x{size[1]}")
-        row = {"format": fmt, "settings": settings, "command": f"vips {op} medium_pyr.tif[page=0] out.{fmt} {' '.join(opts)}".strip(),
+            self.problems.append(f"vips {op} {src.name} {settings}: output is {size[0]}x{size[1]}")
+        row = {"format": fmt, "settings": settings,
+               "command": f"vips {op} {src.name}[page=0] out.{fmt} {' '.join(opts)}".strip(),
                **m.summary(), "output_mb": round(out.stat().st_size / MB, 2), "size_ok": ok}
         out.unlink()
         return row
@@ -363,7 +388,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     packages = {}
-    for name in ("dezoom-steps", "Pillow", "numpy", "requests", "urllib3", "tifffile", "isal"):
+    for name in ("dezoom-steps", "Pillow", "numpy", "requests", "urllib3", "tifffile", "isal", "imagecodecs"):
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -375,7 +400,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "cpu_model": cpu,
         "memory_gb": mem_gb, "platform": platform.platform(), "python": platform.python_version(),
         "python_executable": Path(sys.executable).name, "packages": packages,
-        "tools": {"vips": first_line(["vips", "--version"]), "curl": first_line(["curl", "--version"]),
+        "tools": {"vips": first_line(["vips", "--version"]), "curl": " ".join(first_line(["curl", "--version"]).split()[:2]),
                   "nginx": first_line(["nginx", "-v"]) if shutil.which("nginx") else first_line(["/usr/sbin/nginx", "-v"]),
                   "rss_measured_by": f"{TIME_BIN} -v" if os.access(TIME_BIN, os.X_OK) else "os.wait4 ru_maxrss"},
         "git_commit": commit + ("+dirty" if dirty else ""),
@@ -389,28 +414,33 @@ def ratio(a: float, b: float) -> float:
 
 def markdown(result: dict[str, Any]) -> str:
     """The result as markdown tables (the README's performance section uses the same layout)."""
-    vips = {(v["format"], v["settings"]): v for v in result["vips"]}
-    lines = ["| source | output | tiles | wall s | tiles/s | peak RSS MB | output MB "
-             "| cache-hit rerun: wall s / RSS MB | ÷ vips same settings | ÷ vips defaults |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| source | output | tiles | wall s | tiles/s | peak RSS MB | output MB | rerun from cache: wall s "
+             "| peak RSS MB | ÷ vips, same settings | ÷ vips, its defaults |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["end_to_end"]:
-        c, w, f = r["cold"], r["warm"], r["format"]
-        lines.append(f"| {r['source']} | {f} | {r['tiles']} | {c['wall_s']:.2f} | {c['tiles_per_s']:.0f} "
-                     f"| {c['peak_rss_mb']:.0f} | {c['output_mb']:.1f} | {w['wall_s']:.2f} / {w['peak_rss_mb']:.0f} "
-                     f"| {ratio(w['wall_s'], vips[(f, 'matched')]['wall_s'])} "
-                     f"| {ratio(w['wall_s'], vips[(f, 'default')]['wall_s'])} |")
-    lines += ["", "| peer | wall s | peak RSS MB | output MB |", "|---|---:|---:|---:|"]
-    for v in result["vips"]:
-        lines.append(f"| `{v['command']}` | {v['wall_s']:.2f} | {v['peak_rss_mb']:.0f} | {v['output_mb']:.1f} |")
-    lines += ["", "| source | tiles | our fetch step: wall s, tiles/s | curl: wall s, tiles/s | time ours ÷ curl |",
-              "|---|---:|---:|---:|---:|"]
+        c, w, v = r["cold"], r["warm"], r["vips_same_pixels"]
+        lines.append(f"| {r['source']} | {r['format']} | {r['tiles']} | {c['wall_s']:.2f} | {c['tiles_per_s']:.0f} "
+                     f"| {c['peak_rss_mb']:.0f} | {c['output_mb']:.1f} | {w['wall_s']:.2f} | {w['peak_rss_mb']:.0f} "
+                     f"| {ratio(w['wall_s'], v['matched']['wall_s'])} ({v['matched']['wall_s']:.2f} s, "
+                     f"{v['matched']['peak_rss_mb']:.0f} MB) "
+                     f"| {ratio(w['wall_s'], v['default']['wall_s'])} ({v['default']['wall_s']:.2f} s, "
+                     f"{v['default']['output_mb']:.0f} MB out) |")
+    lines += ["", "| source | tiles | MB | our fetch step: wall s, tiles/s | curl: wall s, tiles/s | time ours ÷ curl |",
+              "|---|---:|---:|---:|---:|---:|"]
     for r in result["download"]:
         o, c = r["ours"], r["curl"]
-        lines.append(f"| {r['source']} | {o['tiles']} | {o['wall_s']:.2f}, {o['tiles_per_s']:.0f} "
+        lines.append(f"| {r['source']} | {o['tiles']} | {o['bytes'] / MB:.1f} | {o['wall_s']:.2f}, {o['tiles_per_s']:.0f} "
                      f"| {c['wall_s']:.2f}, {c['tiles_per_s']:.0f} | {ratio(o['wall_s'], c['wall_s'])} |")
+    if result["vips_pyramid"]:
+        lines += ["", "| context: libvips from the pyramidal TIFF | wall s | peak RSS MB | output MB |",
+                  "|---|---:|---:|---:|"]
+        for v in result["vips_pyramid"]:
+            lines.append(f"| `{v['command']}` | {v['wall_s']:.2f} | {v['peak_rss_mb']:.0f} | {v['output_mb']:.1f} |")
     t = result["target"]
+    verdict = "not measured" if t["met"] is None else "met" if t["met"] else "NOT met"
     lines += ["", f"PNG peak RSS: max {t['png_peak_rss_mb_max']:.0f} MB (target < {t['limit_mb']} MB: "
-              f"{'met' if t['met'] else 'NOT met'}); raw pixels {t['raw_pixels_mb']:.0f} MB."]
+              f"{verdict}); raw pixels {t['raw_pixels_mb']:.0f} MB; "
+              f"interpreter + imports alone {result['baseline_imports']['peak_rss_mb']:.0f} MB."]
     return "\n".join(lines)
 
 
@@ -432,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, help="result JSON (default bench/results/bench-<date>.json)")
     p.add_argument("--keep", type=Path, help="work in this folder and keep caches and lists (default: a temp folder)")
     a = p.parse_args(argv)
+    if set(a.sources.split(",")) - set(SOURCES):
+        p.error(f"sources are {', '.join(SOURCES)}")
     sources = [SOURCES[s] for s in a.sources.split(",")]
     formats = a.formats.split(",")
     if set(formats) - {"png", "jpg"}:
@@ -447,7 +479,6 @@ def main(argv: list[str] | None = None) -> int:
     started_servers = not servers_running(run_dir)
     if started_servers:
         print("bench: starting the rig servers", file=sys.stderr)
-    rig_script("start_servers.sh", env, timeout=120)
     work = a.keep or Path(tempfile.mkdtemp(prefix="dezoom-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     bench = Bench(env=env, static=f"http://127.0.0.1:{rig_ports(env)['static']}", www=data_dir / "www",
@@ -456,39 +487,47 @@ def main(argv: list[str] | None = None) -> int:
                               "machine": machine_info(),
                               "settings": {"parallelism": PARALLELISM, "min_interval": "0ms", "compression": 5,
                                            "image": "tests/rig medium, 10000x7000", "runs_per_figure": 1},
-                              "end_to_end": [], "download": [], "vips": []}
+                              "end_to_end": [], "download": [], "vips_pyramid": []}
     try:
+        rig_script("start_servers.sh", env, timeout=120)
         bench.ref = Reference(bench.www)
+        # what the interpreter and the modules of a CLI run hold before any work: context for RSS
+        base = checked(measure([sys.executable, "-c", BASELINE_IMPORTS], work, env), "baseline imports")
+        result["baseline_imports"] = base.summary()
         for source in sources:
             folder = work / source.name
             folder.mkdir(exist_ok=True)
             print(f"bench: {source.name}: listing tiles, fetch step alone, curl", file=sys.stderr)
             tiles_json, urls = bench.tile_list(source, folder)
             ours = bench.fetch_only(tiles_json, len(urls), folder)
-            peer = bench.curl(urls, folder)
+            peer = bench.curl(urls, ours["bytes"], folder)
             result["download"].append({"source": source.name, "ours": ours, "curl": peer,
                                        "time_ratio_ours_over_curl": ratio(ours["wall_s"], peer["wall_s"])})
+            rows = []
             for fmt in formats:
                 print(f"bench: {source.name} -> {fmt}: cold and warm dezoom runs", file=sys.stderr)
-                result["end_to_end"].append(bench.end_to_end(source, fmt, len(urls), folder))
+                rows.append(bench.end_to_end(source, fmt, len(urls), folder))
+            print(f"bench: {source.name}: vips encoding the same pixels", file=sys.stderr)
+            same = bench.same_pixels(source, folder)
+            for row in rows:
+                row["vips_same_pixels"] = {s: bench.vips(row["format"], s, same, folder) for s in ("default", "matched")}
+                row["warm_time_ratio_over_vips"] = {s: ratio(row["warm"]["wall_s"], v["wall_s"])
+                                                    for s, v in row["vips_same_pixels"].items()}
+            same.unlink()
+            result["end_to_end"] += rows
         for fmt in formats:
-            for settings in ("default", "matched"):
-                print(f"bench: vips -> {fmt} ({settings} settings)", file=sys.stderr)
-                result["vips"].append(bench.vips(fmt, settings, work))
+            print(f"bench: vips pyramidal TIFF -> {fmt} (context)", file=sys.stderr)
+            result["vips_pyramid"].append(bench.vips(fmt, "default", bench.tiff, work))
     finally:
         if started_servers:
             rig_script("stop_servers.sh", env, timeout=60)
         if a.keep is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    vips = {(v["format"], v["settings"]): v["wall_s"] for v in result["vips"]}
-    for r in result["end_to_end"]:
-        r["warm_time_ratio_over_vips"] = {s: ratio(r["warm"]["wall_s"], vips[(r["format"], s)])
-                                          for s in ("default", "matched") if (r["format"], s) in vips}
     png_rss = [r["cold"]["peak_rss_mb"] for r in result["end_to_end"] if r["format"] == "png"]
     png_rss += [r["warm"]["peak_rss_mb"] for r in result["end_to_end"] if r["format"] == "png"]
     result["target"] = {"png_peak_rss_mb_max": max(png_rss, default=0.0), "limit_mb": RSS_TARGET_MB,
-                        "met": bool(png_rss) and max(png_rss) < RSS_TARGET_MB, "raw_pixels_mb": 10000 * 7000 * 3 / MB}
+                        "met": max(png_rss) < RSS_TARGET_MB if png_rss else None, "raw_pixels_mb": 10000 * 7000 * 3 / MB}
     result["load_average"] = {"before": [round(x, 2) for x in load_before],
                               "after": [round(x, 2) for x in os.getloadavg()]}
     result["problems"] = bench.problems
@@ -502,4 +541,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        sys.exit(2)
