@@ -1,5 +1,7 @@
 # dezoom-steps: download zoomable (tiled) images and stitch them, one chain of jobs per image:
-#   resolve -> list_tiles -> fetch_tiles (shards) -> stitch -> encode -> summary
+#   [expand_bulk] -> resolve -> list_tiles -> fetch_tiles (shards) -> stitch -> encode -> summary
+# Inputs listed in the config are known at parse time; bulk lists and IIIF manifests are
+# expanded by the `expand_bulk` checkpoint, after which the DAG grows one chain per entry.
 # Rules only; helpers live in dezoom_steps.plan. Every step is a script in scripts/ run with
 # this workflow's own interpreter, so the same steps also run without Snakemake.
 import os
@@ -15,20 +17,46 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 validate(config, os.path.join(workflow.basedir, "config", "schema.yaml"), set_default=True)
 
 IMAGES = plan.images(config, Path(workflow.basedir))
+BULK = plan.bulk_sources(config, Path(workflow.basedir))
 WORK, CACHE, RESULTS = config["work_dir"], config["cache_dir"], config["results_dir"]
 SHARDS = range(config["shards"])
 PY = sys.executable
 SCRIPTS = os.path.join(workflow.basedir, "scripts")
 
+# Bookkeeping rules run in the head process, never as cluster jobs.
+localrules: all, summary, expand_bulk
+
 wildcard_constraints:
-    image=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    image=r"[^/\\]+",
     shard=r"\d+",
     ext=r"[A-Za-z0-9]+",
 
 
+def bulk_images():
+    """The images of the bulk sources (read once the expand_bulk checkpoint has run)."""
+    if not BULK:
+        return {}
+    return plan.bulk_images(checkpoints.expand_bulk.get().output[0], config, IMAGES)
+
+
+def entry(image):
+    """The configuration of one image: from the config, else from the expanded bulk sources."""
+    return IMAGES[image] if image in IMAGES else bulk_images()[image]
+
+
 def output_of(image):
-    """The output image path of one image id."""
-    return f"{RESULTS}/{image}.{IMAGES[image]['format']}"
+    """The output image path of one image."""
+    return f"{RESULTS}/{image}.{entry(image)['format']}"
+
+
+def all_sidecars(wildcards):
+    """Every image's sidecar: the run's targets."""
+    return [output_of(image) + ".json" for image in [*IMAGES, *bulk_images()]]
+
+
+def error_file(wildcards):
+    """Where a step of this image records its error (read by the summary)."""
+    return f"{WORK}/{wildcards.image}/error.json"
 
 
 rule all:
@@ -36,14 +64,35 @@ rule all:
         f"{WORK}/summary.ok",
 
 
+checkpoint expand_bulk:
+    output:
+        f"{WORK}/bulk.json",
+    params:
+        py=PY,
+        script=os.path.join(SCRIPTS, "expand_bulk.py"),
+        sources=plan.quote_all(BULK),
+        template=plan.template_args(config),
+        net=plan.net_args(config),
+    resources:
+        http=1,
+    log:
+        "logs/expand_bulk.log",
+    shell:
+        "{params.py:q} {params.script:q} {params.sources} -o {output:q} {params.template} {params.net} "
+        "2>&1 | tee {log:q}"
+
+
 rule resolve:
+    input:
+        lambda wc: [] if wc.image in IMAGES else rules.expand_bulk.output,
     output:
         f"{WORK}/{{image}}/resolve.json",
     params:
         py=PY,
         script=os.path.join(SCRIPTS, "resolve.py"),
-        url=lambda wc: IMAGES[wc.image]["url"],
-        dezoomer=lambda wc: IMAGES[wc.image]["dezoomer"],
+        url=lambda wc: entry(wc.image)["url"],
+        dezoomer=lambda wc: entry(wc.image)["dezoomer"],
+        errors=error_file,
         net=plan.net_args(config),
     resources:
         http=1,
@@ -51,29 +100,30 @@ rule resolve:
         f"logs/{{image}}/resolve.log",
     shell:
         "{params.py:q} {params.script:q} {params.url:q} -o {output:q} -d {params.dezoomer:q} "
-        "{params.net} 2>&1 | tee {log:q}"
+        "--error-file {params.errors:q} {params.net} 2>&1 | tee {log:q}"
 
 
 rule list_tiles:
     input:
-        rules.resolve.output,
+        f"{WORK}/{{image}}/resolve.json",
     output:
         f"{WORK}/{{image}}/tiles.json",
     params:
         py=PY,
         script=os.path.join(SCRIPTS, "list_tiles.py"),
-        select=plan.selection_args(config),
+        select=lambda wc: plan.selection_args(config, bulk=wc.image not in IMAGES),
         target=lambda wc: output_of(wc.image),
+        errors=error_file,
     log:
         f"logs/{{image}}/list_tiles.log",
     shell:
-        "{params.py:q} {params.script:q} {input:q} -o {output:q} --image {wildcards.image} "
-        "--output-file {params.target:q} {params.select} 2>&1 | tee {log:q}"
+        "{params.py:q} {params.script:q} {input:q} -o {output:q} --image {wildcards.image:q} "
+        "--output-file {params.target:q} --error-file {params.errors:q} {params.select} 2>&1 | tee {log:q}"
 
 
 rule fetch_tiles:
     input:
-        rules.list_tiles.output,
+        f"{WORK}/{{image}}/tiles.json",
     output:
         f"{WORK}/{{image}}/fetch/shard-{{shard}}.json",
     params:
@@ -82,18 +132,20 @@ rule fetch_tiles:
         cache=lambda wc: f"{CACHE}/{wc.image}",
         shards=config["shards"],
         net=plan.net_args(config),
+        errors=error_file,
     resources:
         http=1,
     log:
         f"logs/{{image}}/fetch-{{shard}}.log",
     shell:
         "{params.py:q} {params.script:q} {input:q} --cache {params.cache:q} --report {output:q} "
-        "--shard {wildcards.shard} --shards {params.shards} {params.net} 2>&1 | tee {log:q}"
+        "--shard {wildcards.shard} --shards {params.shards} --error-file {params.errors:q} {params.net} "
+        "2>&1 | tee {log:q}"
 
 
 rule stitch:
     input:
-        tiles=rules.list_tiles.output,
+        tiles=f"{WORK}/{{image}}/tiles.json",
         shards=expand(f"{WORK}/{{{{image}}}}/fetch/shard-{{shard}}.json", shard=SHARDS),
     output:
         canvas=temp(f"{WORK}/{{image}}/canvas.tif"),
@@ -102,18 +154,19 @@ rule stitch:
         py=PY,
         script=os.path.join(SCRIPTS, "stitch.py"),
         cache=lambda wc: f"{CACHE}/{wc.image}",
+        errors=error_file,
     log:
         f"logs/{{image}}/stitch.log",
     shell:
         "{params.py:q} {params.script:q} --tiles {input.tiles:q} --cache {params.cache:q} "
-        "--canvas {output.canvas:q} --report {output.report:q} 2>&1 | tee {log:q}"
+        "--canvas {output.canvas:q} --report {output.report:q} --error-file {params.errors:q} 2>&1 | tee {log:q}"
 
 
 rule encode:
     input:
-        tiles=rules.list_tiles.output,
-        report=rules.stitch.output.report,
-        canvas=rules.stitch.output.canvas,
+        tiles=f"{WORK}/{{image}}/tiles.json",
+        report=f"{WORK}/{{image}}/stitch.json",
+        canvas=f"{WORK}/{{image}}/canvas.tif",
     output:
         image=f"{RESULTS}/{{image}}.{{ext}}",
         sidecar=f"{RESULTS}/{{image}}.{{ext}}.json",
@@ -121,26 +174,34 @@ rule encode:
         py=PY,
         script=os.path.join(SCRIPTS, "encode.py"),
         compression=config["compression"],
+        errors=error_file,
     log:
         f"logs/{{image}}/encode-{{ext}}.log",
     shell:
         "{params.py:q} {params.script:q} --tiles {input.tiles:q} --stitch {input.report:q} --canvas {input.canvas:q} "
         "--output {output.image:q} --sidecar {output.sidecar:q} --compression {params.compression} "
-        "2>&1 | tee {log:q}"
+        "--error-file {params.errors:q} 2>&1 | tee {log:q}"
 
 
 rule summary:
     input:
-        [output_of(image) + ".json" for image in IMAGES],
+        all_sidecars,
     output:
         touch(f"{WORK}/summary.ok"),
     params:
         py=PY,
         script=os.path.join(SCRIPTS, "summary.py"),
         summary=f"{RESULTS}/summary.json",
+        bulk=lambda wc: f"--bulk {WORK}/bulk.json" if BULK else "",
         work=lambda wc, output: os.path.dirname(output[0]),
     log:
         "logs/summary.log",
     shell:
         "{params.py:q} {params.script:q} {input:q} --summary {params.summary:q} --work {params.work:q} "
-        "2>&1 | tee {log:q}"
+        "{params.bulk} 2>&1 | tee {log:q}"
+
+
+onerror:
+    # With --keep-going the summary job cannot run when an image failed: write the summary
+    # here instead, listing every image's state (complete, partial, failed, not run).
+    plan.summary_after_failure(config, IMAGES, BULK)

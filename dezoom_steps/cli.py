@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
-import tempfile
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from dezoom_steps import __version__
-from dezoom_steps.errors import BUG_EXIT_CODE, DezoomError, InputError, NoTileError, OutputError, PartialDownload
-from dezoom_steps.naming import output_path
+from dezoom_steps.download import Request, complete_sidecar, download
+from dezoom_steps.errors import BUG_EXIT_CODE, DezoomError, IncompleteRun, InputError, OutputError, PartialDownload
+from dezoom_steps.naming import ON_EXISTS_POLICIES
+from dezoom_steps.steps.expand import expand
 from dezoom_steps.netargs import add_net_arguments, net_options
 from dezoom_steps.steps.list_tiles import DEFAULT_PIXEL_BUDGET, Selection
-from dezoom_steps.tempfiles import temp_beside
 
 PROG = "dezoom"
 
@@ -53,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--compression", type=_percent, default=5, help="0-100: JPEG quality is 100 minus this; PNG effort (5)")
     o.add_argument("-c", "--tile-cache", metavar="DIR", help="keep tiles here; a rerun downloads only missing ones")
+    o.add_argument("--format", metavar="EXT", help="output format when no OUTFILE names one (png, jpg, tif...)")
+    o.add_argument("--on-exists", choices=ON_EXISTS_POLICIES,
+                   help="when the output exists: skip it, overwrite it, or add _0001... "
+                        "(default: refuse an explicit OUTFILE; suffix default names)")
+    b = p.add_argument_group("many images")
+    b.add_argument("--bulk", metavar="SOURCE",
+                   help="a text file or URL listing inputs (one per line, title after a space), "
+                        "or a IIIF manifest or collection: download every image")
+    b.add_argument("--out-dir", default=".", metavar="DIR", help="folder of the bulk outputs (.)")
+    b.add_argument("--name-template", metavar="TEMPLATE",
+                   help="bulk output names, e.g. '{title}_{index:04}' (fields: title, label, index, id)")
     p.add_argument("--logging", default="warning", help="log level: error, warning, info, debug (warning)")
     return p
 
@@ -84,49 +94,98 @@ def _percent(text: str) -> int:
     return value
 
 
+def _selection(args: argparse.Namespace) -> Selection:
+    """The level and image choice named by the flags."""
+    return Selection(largest=args.largest, max_width=args.max_width, max_height=args.max_height,
+                     zoom_level=args.zoom_level, image_index=args.image_index)
+
+
+def _ask_index(labels: list[str]) -> int:
+    """Ask on the terminal which of `labels` to download (re-asking until the answer is valid)."""
+    while True:
+        sys.stderr.write("Which image do you want to download? ")
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line:
+            raise InputError("no image chosen (end of input)")
+        if line.strip().isdigit() and int(line) < len(labels):
+            return int(line)
+        print(f"'{line.strip()}' is not a valid image number", file=sys.stderr)
+
+
+def _request(args: argparse.Namespace, url: str, **extra: Any) -> Request:
+    """The download request of one image from the flags."""
+    return Request(
+        url=url, options=net_options(args), selection=_selection(args), dezoomer=args.dezoomer,
+        extension=args.format, on_exists=args.on_exists, compression=args.compression,
+        pixel_budget=args.pixel_budget, tile_cache=Path(args.tile_cache) if args.tile_cache else None,
+        choose=_ask_index if sys.stdin.isatty() and sys.stderr.isatty() else None, **extra)
+
+
 def run(args: argparse.Namespace) -> Path:
     """Download one image with the five steps in-process; returns the output path."""
-    from dezoom_steps.encoders import check_output_feasible
-    from dezoom_steps.steps.encode import encode
-    from dezoom_steps.steps.fetch_tiles import fetch_tiles
-    from dezoom_steps.steps.list_tiles import list_tiles
-    from dezoom_steps.steps.resolve import resolve
-    from dezoom_steps.steps.stitch import stitch
-
     url = args.input_uri or _ask_url()
-    options = net_options(args)
-    outfile = args.outfile_opt or args.outfile
-    if outfile and Path(outfile).exists():
-        raise OutputError(f"{outfile}: file exists; not overwritten")
-    work = Path(tempfile.mkdtemp(prefix="dezoom-"))
-    try:
-        resolve(url=url, output=work / "resolve.json", dezoomer=args.dezoomer, net_options=options)
-        selection = Selection(largest=args.largest, max_width=args.max_width, max_height=args.max_height,
-                              zoom_level=args.zoom_level, image_index=args.image_index)
-        tiles = list_tiles(resolve_json=work / "resolve.json", output=work / "tiles.json", image="cli",
-                           selection=selection, pixel_budget=args.pixel_budget)
-        width, height = tiles["canvas"]["width"], tiles["canvas"]["height"]
-        out = output_path(outfile, tiles["title"], width, height)
-        check_output_feasible(out, width, height)
-        _check_writable(out)
-        logging.getLogger(PROG).info("downloading %d tiles of a %dx%d level", len(tiles["tiles"]), width, height)
-        cache = Path(args.tile_cache) if args.tile_cache else work / "cache"
-        report = fetch_tiles(tiles_json=work / "tiles.json", cache_dir=cache, report=work / "fetch.json",
-                             options=options, progress=True)
-        total = len(tiles["tiles"])
-        if total and len(report["failed"]) == total:
-            first = report["failed"][0]
-            raise NoTileError(f"{tiles['input_url']}: could not get any of the {total} tiles "
-                              f"(first failure: {first['url']}: {first['error']})")
-        stitch(tiles_json=work / "tiles.json", cache_dir=cache, canvas=work / "canvas.tif",
-               report=work / "stitch.json")
-        sidecar = encode(tiles_json=work / "tiles.json", stitch_json=work / "stitch.json",
-                         canvas=work / "canvas.tif", output=out, compression=args.compression)
-        if not sidecar["complete"]:
-            raise PartialDownload(str(out), len(sidecar["missing_tiles"]), sidecar["tiles_total"])
-        return out
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    result = download(_request(args, url, outfile=args.outfile_opt or args.outfile))
+    if result.sidecar is None:
+        print(f"{PROG}: output exists; skipped (--on-exists skip)", file=sys.stderr)
+        return result.path
+    if not result.sidecar["complete"]:
+        raise PartialDownload(str(result.path), len(result.sidecar["missing_tiles"]),
+                              result.sidecar["tiles_total"])
+    return result.path
+
+
+def run_bulk(args: argparse.Namespace) -> int:
+    """Download every image of a bulk list or manifest, printing `[i/N]` lines and a summary.
+
+    Finished images (their sidecar says complete) are skipped, so running the same command
+    again after an interruption redoes only what is missing; tiles stay in the tile cache
+    (`dezoom-cache/` unless -c says otherwise).
+    """
+    folder = Path(args.out_dir)
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: the output folder does not exist")
+    doc = expand(sources=[args.bulk], output=None, template=args.name_template, net_options=net_options(args))
+    entries = doc["entries"]
+    cache = Path(args.tile_cache or "dezoom-cache")
+    taken: set[Path] = set()
+    states: dict[str, int] = {"complete": 0, "skipped": 0, "partial": 0, "failed": 0}
+    for i, e in enumerate(entries, 1):
+        prefix = f"[{i}/{len(entries)}] {e['name']}"
+        if e["error"]:
+            states["failed"] += 1
+            print(f"{prefix}: FAILED: {e['error']}", flush=True)
+            continue
+        done = [folder / f"{e['name']}.{ext}" for ext in ([args.format] if args.format else ["jpg", "png"])]
+        if args.on_exists is None and any(complete_sidecar(p) for p in done):
+            states["skipped"] += 1
+            print(f"{prefix}: already complete, skipped", flush=True)
+            continue
+        req = _request(args, e["url"], name=e["name"], folder=folder, taken=taken, tile_cache=cache)
+        req.on_exists = args.on_exists or "overwrite"
+        req.choose = None
+        try:
+            result = download(req)
+        except DezoomError as exc:
+            states["failed"] += 1
+            print(f"{prefix}: FAILED: {exc}", flush=True)
+            continue
+        if result.sidecar is None:
+            states["skipped"] += 1
+            print(f"{prefix}: exists, skipped", flush=True)
+        elif result.sidecar["complete"]:
+            states["complete"] += 1
+            print(f"{prefix} -> {result.path}", flush=True)
+        else:
+            states["partial"] += 1
+            print(f"{prefix} -> {result.path}: PARTIAL, {len(result.sidecar['missing_tiles'])} of "
+                  f"{result.sidecar['tiles_total']} tiles missing", flush=True)
+    print(f"{len(entries)} images: " + ", ".join(f"{n} {s}" for s, n in states.items() if n))
+    bad = states["partial"] + states["failed"]
+    if bad:
+        raise IncompleteRun(f"{args.bulk}: {bad} of {len(entries)} images not complete; "
+                            "run the same command again to retry what is missing")
+    return 0
 
 
 def _ask_url() -> str:
@@ -140,15 +199,6 @@ def _ask_url() -> str:
     return line.strip()
 
 
-def _check_writable(out: Path) -> None:
-    """Refuse before downloading when the output folder cannot take a new file (a real trial:
-    permission bits say nothing for root or on read-only file systems)."""
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"{out}: the folder {folder} does not exist")
-    temp_beside(out).unlink()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `dezoom` command; returns the process exit code."""
     parser = build_parser()
@@ -160,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level if isinstance(level, int) else logging.WARNING,
                         format=f"{PROG}: %(levelname)s: %(message)s")
     try:
+        if args.bulk:
+            return run_bulk(args)
         out = run(args)
     except PartialDownload as exc:
         print(f"{PROG}: warning: {exc}", file=sys.stderr)

@@ -12,7 +12,8 @@ The tree, with exit codes::
     │   └── NoTileError              4  not a single tile could be fetched
     ├── OutputError                  5  output impossible: format limit, pixel budget, file exists,
     │                                   folder not writable, disk full
-    └── PartialDownload              6  the image was written but some tiles are missing
+    ├── PartialDownload              6  the image was written but some tiles are missing
+    └── IncompleteRun                6  a run of several images ended with some not complete
 
     NeedsData, WrongDezoomer         control flow between dezoomers and the driver loop;
                                      they never reach users.
@@ -44,17 +45,33 @@ class ResolveError(DezoomError):
     exit_code = 3
 
 
-class NoDezoomerFits(ResolveError):
-    """No dezoomer accepted the input; the message lists every candidate's reason."""
+# What to look for when the input is not the metadata URL (said at the end of a diagnosis).
+LOOK_FOR = ("open the image in a browser, look in the network tab of its developer tools (F12) for a "
+            "request ending in info.json, ImageProperties.xml or .dzi, and give that URL")
+MAX_REASON = 240  # characters of one candidate's reason in a diagnosis
 
-    def __init__(self, url: str, reasons: list[tuple[str, str]]):
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """`text` with every run of whitespace (newlines included) made one space, cut to `limit` characters."""
+    text = " ".join(text.split())
+    return text if limit is None or len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+class NoDezoomerFits(ResolveError):
+    """No dezoomer accepted the input; the one-line message lists what was tried and what to look for.
+
+    `message`, when given, replaces the default (for diagnoses built by the resolve driver:
+    an HTML page without metadata, a IIIF manifest, a URL found in a page that failed).
+    """
+
+    def __init__(self, url: str, reasons: list[tuple[str, str]], message: str | None = None):
         self.url = url
         self.reasons = reasons
-        lines = "; ".join(f"{name}: {why}" for name, why in reasons) or "no dezoomer was tried"
-        super().__init__(
-            f"{url}: no dezoomer could read this input ({lines}). "
-            "Expected the URL of a zoomable image's metadata (ImageProperties.xml, .dzi, info.json, ...)"
-        )
+        if message is None:
+            tried = ", ".join(f"{name} ({one_line(why, MAX_REASON)})" for name, why in reasons)
+            message = (f"{url}: no dezoomer could read this input; tried {tried or 'no dezoomer'}. "
+                       f"Expected the URL of a zoomable image's metadata: {LOOK_FOR}")
+        super().__init__(one_line(message))
 
 
 class MalformedMetadata(ResolveError):
@@ -92,6 +109,12 @@ class PartialDownload(DezoomError):
             f"{path}: only {total - missing} tiles out of {total} could be downloaded; "
             f"the image was written with {missing} missing tiles left black"
         )
+
+
+class IncompleteRun(DezoomError):
+    """A run of several images finished, but some are partial, failed or not run."""
+
+    exit_code = 6
 
 
 class NeedsData(Exception):

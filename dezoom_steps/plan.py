@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from dezoom_steps.errors import InputError
-from dezoom_steps.naming import image_id, valid_id
+from dezoom_steps.jsonio import read_step_json
+from dezoom_steps.naming import clean_component, image_id
 from dezoom_steps.urls import is_file_url, is_http
 
 
@@ -30,10 +31,12 @@ def images(config: dict[str, Any], basedir: Path) -> dict[str, dict[str, Any]]:
     """
     if config.get("url"):
         entries = [{"url": config["url"], "name": config.get("output") or None}]
+    elif config.get("bulk"):  # a bulk run replaces the listed inputs (the demo by default)
+        return {}
     else:
         entries = list(config.get("inputs") or [])
     if not entries:
-        raise InputError("the configuration names no input: set `url` or `inputs`")
+        raise InputError("the configuration names no input: set `url`, `inputs` or `bulk`")
     out: dict[str, dict[str, Any]] = {}
     for entry in entries:
         url = _locate(str(entry["url"]), basedir)
@@ -42,8 +45,9 @@ def images(config: dict[str, Any], basedir: Path) -> dict[str, dict[str, Any]]:
         stem, dot, ext = str(name).rpartition(".")
         if dot and ext.lower() in KNOWN_EXTENSIONS:
             name, fmt = stem, ext.lower()
-        if not valid_id(name):
-            raise InputError(f"{name!r}: not a usable output name (letters, digits, '_', '-', '.')")
+        if not name or clean_component(str(name)) != name:
+            raise InputError(f"{name!r}: not a usable output name (no path separators, reserved or "
+                             "control characters)")
         if name in out:
             raise InputError(f"{name!r}: two inputs share this output name")
         out[name] = {"url": url, "name": name, "format": fmt,
@@ -68,12 +72,65 @@ def net_args(config: dict[str, Any]) -> str:
     return " ".join(shlex.quote(str(a)) for a in args)
 
 
-def selection_args(config: dict[str, Any]) -> str:
-    """Level-choice flags for the list_tiles script, shell-quoted."""
+def selection_args(config: dict[str, Any], bulk: bool = False) -> str:
+    """Level-choice flags for the list_tiles script, shell-quoted.
+
+    For bulk entries only the level options apply (an entry is one image already): as in
+    dezoomify-rs, bulk mode takes the largest level unless a level option says otherwise.
+    """
     args: list[Any] = ["--pixel-budget", config["pixel_budget"]]
     if config.get("largest"):
         args.append("--largest")
-    for key in ("max_width", "max_height", "zoom_level", "image_index"):
+    for key in ("max_width", "max_height", "zoom_level") + (() if bulk else ("image_index",)):
         if config.get(key) is not None:
             args += ["--" + key.replace("_", "-"), config[key]]
     return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def bulk_sources(config: dict[str, Any], basedir: Path) -> list[str]:
+    """The bulk sources of the run (`bulk`: one path or URL, or a list), located like inputs."""
+    raw = config.get("bulk") or []
+    sources = [raw] if isinstance(raw, str) else list(raw)
+    return [_locate(str(s), basedir) for s in sources]
+
+
+def bulk_images(bulk_json: str, config: dict[str, Any], static: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The downloadable entries of bulk.json by name (names already taken by `inputs` get a suffix)."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in read_step_json(bulk_json, "bulk")["entries"]:
+        if entry["error"] or not entry["url"]:
+            continue
+        name = entry["name"]
+        while name in static or name in out:
+            name += "_bulk"
+        out[name] = {"url": entry["url"], "name": name, "format": config["format"],
+                     "dezoomer": config["dezoomer"], "title": entry["title"], "label": entry["label"]}
+    return out
+
+
+def quote_all(items: list[str]) -> str:
+    """Shell-quoted, space-separated arguments."""
+    return " ".join(shlex.quote(str(i)) for i in items)
+
+
+def template_args(config: dict[str, Any]) -> str:
+    """The --name-template flag of the expand script, when the config sets one."""
+    template = config.get("name_template")
+    return f"--name-template {shlex.quote(template)}" if template else ""
+
+
+def summary_after_failure(config: dict[str, Any], images: dict[str, Any], bulk: list[str]) -> None:
+    """Write results/summary.json when the run failed (Snakemake's `onerror` hook); never raises."""
+    from dezoom_steps.steps.summary import summarize
+
+    work, results = Path(config["work_dir"]), Path(config["results_dir"])
+    bulk_json = work / "bulk.json"
+    names = dict(images)
+    try:
+        if bulk and bulk_json.exists():
+            names.update(bulk_images(str(bulk_json), config, images))
+        summarize(images=[(n, results / f"{n}.{e['format']}.json") for n, e in names.items()],
+                  summary=results / "summary.json", work=work,
+                  bulk=bulk_json if bulk else None, strict=False)
+    except Exception as exc:  # the hook must not hide Snakemake's own report
+        print(f"summary: could not write {results / 'summary.json'}: {exc}")

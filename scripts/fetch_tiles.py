@@ -17,7 +17,8 @@ p.add_argument("--shard", type=int, default=0, help="this job's shard number K (
 p.add_argument("--shards", type=int, default=1, help="number of shards N")
 p.add_argument("--progress", action="store_true", help="show a progress bar on a terminal")
 add_net_arguments(p)
+p.add_argument("--error-file", type=Path, help="record an error here (for the run summary)")
 a = p.parse_args()
 sys.exit(run_step("fetch_tiles", lambda: fetch_tiles(
     tiles_json=a.tiles_json, cache_dir=a.cache, report=a.report, shard=a.shard, shards=a.shards,
-    options=net_options(a), progress=a.progress)))
+    options=net_options(a), progress=a.progress), error_file=a.error_file))

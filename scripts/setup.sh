@@ -3,8 +3,11 @@
 #
 #   scripts/setup.sh          .venv/ in the repository with the project installed (editable,
 #                             with its test extras): run things as .venv/bin/python ...
-#   scripts/setup.sh --test   the same, plus the Debian packages the real-server tests need
-#                             (tests/rig/install_packages.sh: vips, nginx, iipsrv, curl, fonts)
+#   scripts/setup.sh --slurm  the same, plus Snakemake's SLURM executor plugin (the `slurm`
+#                             extra), to run the workflow with --profile profiles/slurm
+#   scripts/setup.sh --test   --slurm, plus the Debian packages the real-server tests need
+#                             (tests/rig/install_packages.sh: vips, nginx, iipsrv, curl, fonts;
+#                             tests/slurm/install.sh: slurmctld, slurmd, slurm-client, munge)
 #
 # Safe to re-run: the venv is reused, and pip runs again only when pyproject.toml changed
 # (a stamp in .venv/ records its hash). Needs network access to PyPI, and to the Debian
@@ -15,10 +18,12 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PYTHON=${PYTHON:-python3}
 WITH_TEST_PACKAGES=0
+EXTRAS=test
 for arg in "$@"; do
   case $arg in
-    --test) WITH_TEST_PACKAGES=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --test) WITH_TEST_PACKAGES=1; EXTRAS=test,slurm ;;
+    --slurm) EXTRAS=test,slurm ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "setup: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -53,7 +58,7 @@ fi
 
 # ---------------------------------------------------------------- the project itself
 STAMP=$VENV/.dezoom-steps-setup
-want=$( { cat pyproject.toml; "$VENV/bin/python" -V; } | sha256sum | cut -c1-16)
+want=$( { cat pyproject.toml; "$VENV/bin/python" -V; echo "$EXTRAS"; } | sha256sum | cut -c1-16)
 if [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ] && "$VENV/bin/python" -c 'import dezoom_steps, pytest' 2>/dev/null; then
   say "project already installed in .venv"
 else
@@ -61,13 +66,14 @@ else
   if ! "$VENV/bin/python" -c 'import pip, sys; sys.exit(int(pip.__version__.split(".")[0]) < 22)' 2>/dev/null; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   fi
-  say "installing dezoom-steps and its test dependencies into .venv (pip)"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+  say "installing dezoom-steps with the extras $EXTRAS into .venv (pip)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]"
   echo "$want" > "$STAMP"
 fi
 
 # ---------------------------------------------------------------- real-server test rig
 if [ "$WITH_TEST_PACKAGES" = 1 ]; then
   bash "$ROOT/tests/rig/install_packages.sh"
+  bash "$ROOT/tests/slurm/install.sh"
 fi
 say "done; run the tests with: .venv/bin/python -m pytest"

@@ -14,6 +14,8 @@ p.add_argument("--cache", required=True, type=Path, help="tile cache folder")
 p.add_argument("--canvas", required=True, type=Path, help="canvas.tif to write")
 p.add_argument("--report", required=True, type=Path, help="stitch.json to write")
 p.add_argument("--threads", type=int, default=2, help="decoding threads (default 2)")
+p.add_argument("--error-file", type=Path, help="record an error here (for the run summary)")
 a = p.parse_args()
 sys.exit(run_step("stitch", lambda: stitch(
-    tiles_json=a.tiles, cache_dir=a.cache, canvas=a.canvas, report=a.report, threads=a.threads)))
+    tiles_json=a.tiles, cache_dir=a.cache, canvas=a.canvas, report=a.report, threads=a.threads),
+    error_file=a.error_file))

@@ -23,7 +23,8 @@ from dezoom_steps.errors import MalformedMetadata, NoDezoomerFits
 from dezoom_steps.model import Level
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dezoomers"
-FORMATS = ("zoomify", "deepzoom", "iiif")
+# Every format with a folder of cases (one folder per registered dezoomer name).
+FORMATS = tuple(sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()))
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ def test_base_is_cut_before_the_first_image_properties():
     url = "http://h/a/ImageProperties.xml?next=/b/ImageProperties.xml"
     doc = b'<IMAGE_PROPERTIES WIDTH="10" HEIGHT="10" TILESIZE="256"/>'
     level = Zoomify().resolve(url, Documents({url: doc}), {}).levels[0]
-    assert tile_urls(Zoomify(), level) == ["http://h/a/TileGroup0/0-0-0.jpg"]
+    assert tile_urls(Zoomify(), level) == ["http://h/a/TileGroup0/0-0-0.jpg?next=/b/ImageProperties.xml"]
 
 
 def test_tile_url_asks_for_its_image_properties():

@@ -40,7 +40,7 @@ def test_by_name_returns_each_registered_dezoomer():
     assert [type(d) for d in all_dezoomers()] == list(REGISTRY)
 
 
-@pytest.mark.parametrize("name", ["", "Zoomify", "dzi", "krpano"])
+@pytest.mark.parametrize("name", ["", "dzi", "zoomify2", "auto-detect"])
 def test_by_name_refuses_unknown_names_with_the_list(name):
     with pytest.raises(InputError) as err:
         by_name(name)
@@ -58,3 +58,8 @@ def test_readme_formats_table_is_generated_from_the_registry():
     section = readme.split("<!-- formats:begin", 1)[1].split("<!-- formats:end -->", 1)[0]
     assert section.split("\n", 1)[1].strip() == formats_table().strip(), \
         "README formats table is stale: regenerate it from dezoom_steps.dezoomers.formats_table()"
+
+
+@pytest.mark.parametrize("name", ["zoomify", "Zoomify", "IIPImage", "iipimage"])
+def test_by_name_ignores_case_as_dezoomify_rs_spells_iipimage(name):
+    assert by_name(name).name == name.lower()

@@ -72,7 +72,7 @@ def test_demo_runs_offline_and_matches_its_source(tmp_path):
     side = json.loads((tmp_path / "results" / "demo.png.json").read_text())
     assert side["complete"] and side["missing_tiles"] == [] and side["tiles_total"] == 20
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
-    assert summary["complete"] == summary["images"] == 1
+    assert summary["complete"] == summary["images"] == 1 and summary["items"][0]["state"] == "complete"
     assert not (tmp_path / "work" / "demo" / "canvas.tif").exists(), "the canvas is a temp() output"
 
 
@@ -121,8 +121,9 @@ def test_missing_tiles_give_a_partial_image_and_a_rerun_fetches_only_them(fault_
     out = work / "results" / "holey.png"
     summary = json.loads((work / "results" / "summary.json").read_text())
     (row,) = summary["items"]
-    assert not row["complete"] and [u.rsplit("/", 2)[-2:] for u in row["missing"]] == [["11", "2_1.jpg"]]
-    assert not (work / "results" / "holey.png.json").exists(), "the sidecar is removed so a rerun rebuilds it"
+    assert row["state"] == "partial" and [u.rsplit("/", 2)[-2:] for u in row["missing"]] == [["11", "2_1.jpg"]]
+    assert not (work / "results" / "holey.png.json").exists(), "the sidecar is set aside so a rerun rebuilds it"
+    assert not json.loads((work / "results" / "holey.png.json.partial").read_text())["complete"]
     img = pixels(out)
     assert (img[256:512, 512:768] == 0).all(), "the missing tile's cell is black"
     assert "PARTIAL" in first.stdout + first.stderr

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from dezoom_steps.dezoomers.base import Dezoomer
+from dezoom_steps.dezoomers.custom import Custom
 from dezoom_steps.dezoomers.deepzoom import DeepZoom
+from dezoom_steps.dezoomers.generic import Generic
+from dezoom_steps.dezoomers.google_arts_and_culture import GoogleArtsAndCulture
 from dezoom_steps.dezoomers.iiif import IIIF
+from dezoom_steps.dezoomers.iipimage import IIPImage
+from dezoom_steps.dezoomers.krpano import Krpano
+from dezoom_steps.dezoomers.nypl import NYPL
+from dezoom_steps.dezoomers.pff import PFF
 from dezoom_steps.dezoomers.zoomify import Zoomify
 from dezoom_steps.errors import InputError
 
 # Order matters: after URL hints, auto mode tries candidates in this order.
-REGISTRY: tuple[type[Dezoomer], ...] = (Zoomify, IIIF, DeepZoom)
+REGISTRY: tuple[type[Dezoomer], ...] = (Custom, GoogleArtsAndCulture, Zoomify, IIIF, DeepZoom, Generic, PFF, Krpano, IIPImage, NYPL)
 
 
 def by_name(name: str) -> Dezoomer:

@@ -28,6 +28,11 @@ def order_candidates(url: str, candidates: list[Dezoomer]) -> list[Dezoomer]:
     return hinted + rest
 
 
+def round_cap(live: list[Dezoomer], default: int = MAX_ROUNDS) -> int:
+    """Rounds allowed while `live` candidates remain: the largest of `default` and their own caps."""
+    return max([default, *(d.max_rounds for d in live if d.max_rounds)])
+
+
 def run_rounds(
     url: str,
     candidates: list[Dezoomer],
@@ -41,11 +46,18 @@ def run_rounds(
     `fetch(url)` returns bytes or raises an exception whose text becomes a FetchFailure.
     A `MalformedMetadata` from a candidate that was hinted (or the only one) is raised at
     once, since it is the clearest diagnosis; otherwise all reasons are reported together.
+    At most `max_rounds` rounds are run, or more while a live candidate declares a larger
+    `max_rounds` of its own (readers that probe tiles one request per round).
     """
     live = list(candidates)
     reasons: list[tuple[str, str]] = []
     malformed: MalformedMetadata | None = None
-    for _ in range(max_rounds):
+    rounds = 0
+    while live:
+        cap = round_cap(live, max_rounds)
+        if rounds >= cap:
+            raise TooManyRounds(f"{url}: metadata still incomplete after {cap} rounds of downloads")
+        rounds += 1
         wanted: list[str] = []
         still: list[Dezoomer] = []
         for d in live:
@@ -74,8 +86,6 @@ def run_rounds(
                     docs.put(u, fetch(u))
                 except Exception as exc:  # any failure is recorded for the dezoomer to report
                     docs.put(u, FetchFailure(str(exc)))
-    else:
-        raise TooManyRounds(f"{url}: metadata still incomplete after {max_rounds} rounds of downloads")
     failure = docs.failure(url)
     if failure is not None:  # nobody could read the input because it could not be downloaded
         raise NetworkError(failure if url in failure else f"{url}: {failure}")

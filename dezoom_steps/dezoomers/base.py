@@ -63,6 +63,9 @@ class Dezoomer:
     url_hint: ClassVar[str] = r"(?!)"
     examples: ClassVar[tuple[str, ...]] = ()
     auto: ClassVar[bool] = True
+    # Rounds of downloads this reader may need in the metadata loop; None = the driver's
+    # default (auto.MAX_ROUNDS). Readers that probe tiles one by one (generic) need more.
+    max_rounds: ClassVar[int | None] = None
 
     def hinted(self, url: str) -> bool:
         """True when `url` looks strongly like this format (tried first in auto mode)."""

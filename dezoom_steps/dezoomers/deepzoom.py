@@ -7,6 +7,9 @@ max_level = ceil(log2(max(W, H))); each level is the one above halved with round
 Tiles carry `Overlap` extra pixels on every side that has a neighbour, so the tile at column
 c > 0 starts at c*T - O; `base.grid_tiles` crops that overlap so cells partition the canvas.
 
+A query string on the metadata URL (`foo.dzi?sig=...`) is kept on every tile URL on the
+same origin (signed or tokenised servers).
+
 Levels are returned largest first (index 0 = full resolution).
 """
 
@@ -17,16 +20,19 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from dezoom_steps.dezoomers.base import Dezoomer, Documents
+from dezoom_steps.dezoomers.querystring import append_query
 from dezoom_steps.dezoomers.support import load_json, name_from_url, whole_number
 from dezoom_steps.errors import MalformedMetadata, WrongDezoomer
 from dezoom_steps.model import Found, Level
-from dezoom_steps.urls import resolve_relative
+from dezoom_steps.urls import resolve_relative, same_origin
 from dezoom_steps.xmldoc import XmlError, attribute, first_child, local_name, parse_xml, strip_bom
 
 # A tile URL: .../name_files/12/3_4.jpg -> the metadata is .../name.dzi (or .xml).
 _TILE = re.compile(r"_files/\d+/\d+_\d+\.(?:jpe?g|png|webp|gif|tiff?)(?=$|[?#])", re.IGNORECASE)
 _DZI_URL = re.compile(r"\.dzi(?=$|[?#&])|[?&]DeepZoom=", re.IGNORECASE)
 _FORMAT = re.compile(r"^[A-Za-z0-9]{1,10}$")
+_META_EXT = re.compile(r"\.(?:dzi|xml|json)$", re.IGNORECASE)
+_QUERY_FILE = re.compile(r"\.(?:dzi|xml|json)(?=&|$)", re.IGNORECASE)
 
 
 def max_level(width: int, height: int) -> int:
@@ -40,13 +46,25 @@ def default_base(meta_url: str) -> str:
     Only a dot in the last path segment counts (a dot in the host, a folder or the query does
     not), except for servers that name the file in the query (iipsrv `?DeepZoom=a.tif.dzi`).
     """
+    return _locate(meta_url)[0]
+
+
+def _locate(meta_url: str) -> tuple[str, str]:
+    """(default `_files` base, query to keep on tiles) of a metadata URL.
+
+    A file named in the query (`?DeepZoom=a.tif.dzi&token=x`) gives the base
+    `?DeepZoom=a.tif_files` and keeps what follows it (`token=x`); otherwise the whole
+    query is kept.
+    """
     parts = urlsplit(meta_url)
-    if re.search(r"\.(?:dzi|xml|json)$", parts.query, re.IGNORECASE):
-        return meta_url[: meta_url.rindex(".")] + "_files"
     head, _, last = parts.path.rpartition("/")
+    named = None if _META_EXT.search(last) else _QUERY_FILE.search(parts.query)
+    if named:
+        start = meta_url.index("?") + 1
+        return meta_url[: start + named.start()] + "_files", parts.query[named.end():].lstrip("&")
     if "." in last:
         last = last[: last.rindex(".")]
-    return urlunsplit((parts.scheme, parts.netloc, f"{head}/{last}_files", "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, f"{head}/{last}_files", "", "")), parts.query
 
 
 class DeepZoom(Dezoomer):
@@ -75,16 +93,22 @@ class DeepZoom(Dezoomer):
         width = whole_number(image.get("Width"), "Size Width", meta)
         height = whole_number(image.get("Height"), "Size Height", meta)
         declared = str(image.get("Url") or "").strip().rstrip("/")
-        base = resolve_relative(meta, declared) if declared else default_base(meta)
+        base, query = _locate(meta)
+        if declared:
+            base = resolve_relative(meta, declared)
+            if not same_origin(base, meta):  # a token is never sent to another host
+                query = ""
         title = name_from_url(base)
         if title:
             while title.endswith("_files"):
                 title = title[: -len("_files")]
-        return Found(levels=build_levels(base, width, height, tile, overlap, fmt), title=title or None)
+        levels = build_levels(base, width, height, tile, overlap, fmt, query)
+        return Found(levels=levels, title=title or None)
 
     def tile_url(self, level: Level, col: int, row: int) -> str:
-        """`{base}/{level}/{col}_{row}.{format}`."""
-        return f"{level.params['base']}/{level.params['level']}/{col}_{row}.{level.format}"
+        """`{base}/{level}/{col}_{row}.{format}[?query]`."""
+        url = f"{level.params['base']}/{level.params['level']}/{col}_{row}.{level.format}"
+        return append_query(url, level.params.get("query", ""))
 
 
 def _metadata(url: str, docs: Documents) -> tuple[str, bytes]:
@@ -152,7 +176,8 @@ def _json_record(meta: str, text: bytes) -> dict[str, Any]:
     return record
 
 
-def build_levels(base: str, width: int, height: int, tile: int, overlap: int, fmt: str) -> list[Level]:
+def build_levels(base: str, width: int, height: int, tile: int, overlap: int, fmt: str,
+                 query: str = "") -> list[Level]:
     """Levels max_level..0 (largest first), each the previous one halved with rounding up."""
     top = max_level(width, height)
     levels = []
@@ -161,6 +186,6 @@ def build_levels(base: str, width: int, height: int, tile: int, overlap: int, fm
         number = top - k
         levels.append(Level(
             width=w, height=h, tile_width=tile, tile_height=tile, overlap=overlap, format=fmt,
-            name=f"level {number} ({w} x {h})", params={"base": base, "level": number},
+            name=f"level {number} ({w} x {h})", params={"base": base, "level": number, "query": query},
         ))
     return levels

@@ -16,6 +16,9 @@ Where this differs from dezoomify-rs on purpose:
   the info.json (an internal host, `localhost`, `example.org`, iipsrv behind a proxy that
   drops the port) is ignored and the info.json location (its URL minus `/info.json`) is used.
 - The format is jpg whenever it is offered (or nothing is said), else png.
+- A query string on the info.json URL (`info.json?key=...`, iipsrv's `?IIIF=x.tif/info.json&key=...`)
+  is kept on every tile URL (signed or tokenised servers); tiles are always on the info.json's
+  origin, so the query never goes to another host.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from dezoom_steps.dezoomers.base import Dezoomer, Documents
+from dezoom_steps.dezoomers.querystring import append_query, query_after
 from dezoom_steps.dezoomers.support import ceil_div, load_json, name_from_url, whole_number
 from dezoom_steps.errors import MalformedMetadata, WrongDezoomer
 from dezoom_steps.model import Found, Level
@@ -57,6 +61,12 @@ def info_url_for(url: str) -> str:
     """The info.json URL of an image request URL (query dropped); other URLs unchanged."""
     matches = list(_REQUEST.finditer(url))
     return url[: matches[-1].start()] + _INFO if matches else url
+
+
+def info_query(info_url: str) -> str:
+    """The query items after the info.json's name, kept for the tiles ("" when there are none)."""
+    i = info_url.rfind(_INFO)
+    return query_after(info_url, i + len(_INFO)) if i >= 0 else ""
 
 
 def location_base(info_url: str) -> str:
@@ -211,12 +221,12 @@ class IIIF(Dezoomer):
         height = whole_number(doc.get("height"), "height", info_url)
         base = choose_base(info_url, doc.get("id") if "@id" not in doc else doc.get("@id"))
         common = {"base": base, "quality": info.quality(), "size": "w,h" if info.version() == 3 else "w,",
-                  "full_width": width, "full_height": height}
+                  "full_width": width, "full_height": height, "query": info_query(info_url)}
         levels = build_levels(info, width, height, common)
         return Found(levels=levels, title=name_from_url(base))
 
     def tile_url(self, level: Level, col: int, row: int) -> str:
-        """`{base}/{x},{y},{w},{h}/{size}/0/{quality}.{format}` with the size rounded up."""
+        """`{base}/{x},{y},{w},{h}/{size}/0/{quality}.{format}[?query]` with the size rounded up."""
         p = level.params
         if p.get("region") == "full":
             region, out_w, out_h = "full", level.width, level.height
@@ -227,7 +237,7 @@ class IIIF(Dezoomer):
             w, h = min(step_w, full_w - x), min(step_h, full_h - y)
             region, out_w, out_h = f"{x},{y},{w},{h}", ceil_div(w, s), ceil_div(h, s)
         size = f"{out_w},{out_h}" if p["size"] == "w,h" else f"{out_w},"
-        return f"{p['base']}/{region}/{size}/0/{p['quality']}.{level.format}"
+        return append_query(f"{p['base']}/{region}/{size}/0/{p['quality']}.{level.format}", p.get("query", ""))
 
 
 def _tile_specs(info: _Info) -> list[tuple[int, int, list[int]]]:

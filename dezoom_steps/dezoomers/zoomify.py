@@ -19,6 +19,7 @@ import re
 from typing import Any, Mapping
 
 from dezoom_steps.dezoomers.base import Dezoomer, Documents
+from dezoom_steps.dezoomers.querystring import append_query, query_after, without_params
 from dezoom_steps.dezoomers.support import ceil_div, name_from_url, whole_number
 from dezoom_steps.errors import MalformedMetadata, NeedsData, WrongDezoomer
 from dezoom_steps.model import Found, Level
@@ -26,6 +27,9 @@ from dezoom_steps.xmldoc import XmlError, attribute, local_name, parse_xml
 
 TILES_PER_GROUP = 256
 DEFAULT_TILE_SIZE = 256  # the Zoomify default, used when TILESIZE is absent
+# The Zoomify viewer's cache-buster (a timestamp per page load): it is not carried over to
+# tiles, whose cache keys would otherwise change every time the URL is copied again.
+CACHE_BUSTERS = frozenset({"nocachesfx"})
 
 _METADATA = re.compile(r"/ImageProperties\.xml", re.IGNORECASE)
 _TILE = re.compile(r"/TileGroup\d+/\d+-\d+-\d+\.(?:jpe?g|png)(?=$|[?#])", re.IGNORECASE)
@@ -70,8 +74,11 @@ class Zoomify(Dezoomer):
         if meta is None:
             raise WrongDezoomer("the URL names neither an ImageProperties.xml file nor a Zoomify tile")
         data = docs.get(meta)
-        # Base URL: everything before the first "/ImageProperties.xml" (a query after it is dropped).
-        base = meta[: _METADATA.search(meta).start()]
+        # Base URL: everything before the first "/ImageProperties.xml"; a query after it is
+        # kept for the tiles (signed or tokenised servers), cache-busters excepted.
+        found = _METADATA.search(meta)
+        base = meta[: found.start()]
+        query = without_params(query_after(meta, found.end()), CACHE_BUSTERS)
         try:
             root = parse_xml(data)
         except XmlError as exc:
@@ -84,16 +91,17 @@ class Zoomify(Dezoomer):
         height = whole_number(attribute(root, "HEIGHT"), "HEIGHT", meta)
         size_attr = attribute(root, "TILESIZE")
         tile = DEFAULT_TILE_SIZE if size_attr is None else whole_number(size_attr, "TILESIZE", meta)
-        return Found(levels=build_levels(base, width, height, tile), title=name_from_url(base))
+        return Found(levels=build_levels(base, width, height, tile, query), title=name_from_url(base))
 
     def tile_url(self, level: Level, col: int, row: int) -> str:
-        """`{base}/TileGroup{g}/{z}-{col}-{row}.jpg`, g = (tiles of smaller tiers + index) // 256."""
+        """`{base}/TileGroup{g}/{z}-{col}-{row}.jpg[?query]`, g = (tiles of smaller tiers + index) // 256."""
         p = level.params
         index = p["tiles_before"] + col + row * level.cols
-        return f"{p['base']}/TileGroup{index // TILES_PER_GROUP}/{p['level']}-{col}-{row}.jpg"
+        url = f"{p['base']}/TileGroup{index // TILES_PER_GROUP}/{p['level']}-{col}-{row}.jpg"
+        return append_query(url, p.get("query", ""))
 
 
-def build_levels(base: str, width: int, height: int, tile: int) -> list[Level]:
+def build_levels(base: str, width: int, height: int, tile: int, query: str = "") -> list[Level]:
     """One Level per tier, largest first, each knowing how many tiles come before it."""
     smallest_first = list(reversed(tiers(width, height, tile)))
     levels: list[Level] = []
@@ -102,7 +110,7 @@ def build_levels(base: str, width: int, height: int, tile: int) -> list[Level]:
         levels.append(Level(
             width=w, height=h, tile_width=tile, tile_height=tile, format="jpg",
             name=f"tier {z} ({w} x {h})",
-            params={"base": base, "level": z, "tiles_before": before},
+            params={"base": base, "level": z, "tiles_before": before, "query": query},
         ))
         before += ceil_div(w, tile) * ceil_div(h, tile)
     levels.reverse()

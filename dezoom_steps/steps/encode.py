@@ -32,9 +32,13 @@ DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 def encode(
     *, tiles_json: Path, stitch_json: Path, canvas: Path, output: Path,
-    sidecar: Path | None = None, compression: int = 5,
+    sidecar: Path | None = None, compression: int = 5, overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Encode `canvas` into `output` (format by extension) and write the sidecar; returns the sidecar."""
+    """Encode `canvas` into `output` (format by extension) and write the sidecar; returns the sidecar.
+
+    An existing `output` is refused unless `overwrite` (then it is replaced atomically, only
+    once the new image is complete).
+    """
     output = Path(output)
     if not isinstance(compression, int) or not 0 <= compression <= 100:
         raise InputError(f"compression must be a whole number from 0 to 100, got {compression!r}")
@@ -42,9 +46,9 @@ def encode(
     stitched = read_step_json(stitch_json, "stitch")
     fmt = encoders.output_format(output)
     encoders.check_output_feasible(output, stitched["width"], stitched["height"])
-    if output.exists():
+    if output.exists() and not overwrite:
         raise OutputError(f"{output}: file exists; not overwritten")
-    digest, size = _write_image(Path(canvas), output, fmt, compression, stitched)
+    digest, size = _write_image(Path(canvas), output, fmt, compression, stitched, overwrite)
     missing = [{"index": m["index"], "url": public_url(m["url"], tiles["input_url"])} for m in stitched["missing"]]
     body = {
         "output": output.name, "format": fmt.name, "source": public_url(tiles["input_url"]),
@@ -62,7 +66,7 @@ def encode(
 
 
 def _write_image(canvas: Path, output: Path, fmt: encoders.OutputFormat, compression: int,
-                 stitched: dict[str, Any]) -> tuple[str, int]:
+                 stitched: dict[str, Any], overwrite: bool = False) -> tuple[str, int]:
     """Encode into a temporary file beside `output`, hash it, rename it; returns (sha256, bytes)."""
     try:
         cv = open_canvas(canvas)
@@ -77,7 +81,7 @@ def _write_image(canvas: Path, output: Path, fmt: encoders.OutputFormat, compres
             with open(tmp, "wb") as f:  # a named file object: tifffile wants its name
                 encoders.write_image(cv, f, fmt, compression)
             digest, size = sha256_of(tmp)
-            if output.exists():  # appeared while encoding: still never overwritten
+            if output.exists() and not overwrite:  # appeared while encoding: still never overwritten
                 raise OutputError(f"{output}: file exists; not overwritten")
             os.replace(tmp, output)
         except OSError as exc:

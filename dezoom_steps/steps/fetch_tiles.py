@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dezoom_steps import cache, jsonio, net
+from dezoom_steps.dezoomers import by_name
+from dezoom_steps.dezoomers.base import Dezoomer
 from dezoom_steps.errors import InputError, OutputError
 from dezoom_steps.model import TileRef
 from dezoom_steps.urls import is_file_url
@@ -31,6 +33,20 @@ def shard_tiles(tiles: list[dict[str, Any]], shard: int, shards: int) -> list[di
     if shards < 1 or not 0 <= shard < shards:
         raise InputError(f"invalid shard {shard} of {shards} (expected 0 <= shard < shards)")
     return [t for t in tiles if t["index"] % shards == shard]
+
+
+def dezoomer_decode(name: str) -> Decode | None:
+    """The `decode_tile` hook of the dezoomer called `name` when it has one (e.g. decryption), else None.
+
+    Spec §8: raw bytes -> "optional dezoomer post-processing: GAC decryption" -> image decoder.
+    """
+    try:
+        dezoomer = by_name(name)
+    except InputError:  # a tiles.json written by something else than a registered dezoomer
+        return None
+    if type(dezoomer).decode_tile is Dezoomer.decode_tile:
+        return None
+    return lambda raw, tile: dezoomer.decode_tile(raw, TileRef.from_json(tile))
 
 
 def _progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
@@ -56,11 +72,14 @@ def fetch_tiles(
     """Fetch the missing tiles of one shard into `cache_dir`; write and return the shard report.
 
     `decode(raw, tile_json)` post-processes a body before its image check (e.g. decryption);
-    its output is what the cache stores (spec §7.7).
+    its output is what the cache stores (spec §7.7). When it is not given, the `decode_tile`
+    of the dezoomer named in tiles.json is used if that dezoomer has one.
     """
     started = time.monotonic()
     options = options or net.NetOptions()
     doc = jsonio.read_step_json(tiles_json, "tiles")
+    if decode is None:
+        decode = dezoomer_decode(doc["dezoomer"])
     assigned = shard_tiles(doc["tiles"], shard, shards)
     todo = [t for t in assigned if cache.read_cached(cache_dir, t["key"]) is None]
     by_index = {t["index"]: t for t in todo}

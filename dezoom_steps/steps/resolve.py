@@ -9,8 +9,9 @@ from typing import Any, Mapping
 
 from dezoom_steps import net
 from dezoom_steps.dezoomers import all_dezoomers, by_name
-from dezoom_steps.dezoomers.auto import order_candidates, run_rounds
-from dezoom_steps.dezoomers.base import Documents
+from dezoom_steps.dezoomers.auto import order_candidates
+from dezoom_steps.dezoomers.base import Dezoomer, Documents
+from dezoom_steps.dezoomers.discover import resolve_input
 from dezoom_steps.errors import InputError, MalformedMetadata
 from dezoom_steps.jsonio import write_step_json
 from dezoom_steps.urls import is_http, normalize_input
@@ -28,6 +29,10 @@ def resolve(
 ) -> dict[str, Any]:
     """Run the metadata loop for `url` and write (and return) the resolve.json document.
 
+    The input may be a viewer-app URL wrapping the metadata URL, or an HTML page referencing
+    it (dezoomers.discover): `input_url` is then the URL that was read, `normalized_from`
+    the user's input, and tiles are requested with the page as Referer.
+
     Parameters:
         url: the user's input (URL, file: URL or local path).
         output: where to write resolve.json (not written when None).
@@ -38,19 +43,20 @@ def resolve(
     url = normalize_input(url)
     net_options = net_options or net.NetOptions()
     try:
-        candidates = all_dezoomers() if dezoomer == "auto" else [by_name(dezoomer)]
+        forced = None if dezoomer == "auto" else by_name(dezoomer)
     except InputError as exc:
         raise InputError(f"{url}: {exc}") from None
-    if dezoomer == "auto":
-        candidates = order_candidates(url, candidates)
-    referer = url if is_http(url) else None
+
+    def candidates_for(u: str) -> list[Dezoomer]:
+        return order_candidates(u, all_dezoomers()) if forced is None else [forced]
+
     docs = Documents()
     records: list[dict[str, Any]] = []
 
-    def fetch(u: str) -> bytes:
+    def fetch(u: str, referer: str | None) -> bytes:
         log.info("downloading %s", u)
         try:
-            data = net.fetch_document(u, net_options, referer)
+            data = net.fetch_document(u, net_options, referer if referer and is_http(referer) else None)
         except Exception as exc:
             records.append({"url": u, "ok": False, "sha256": None, "bytes": 0, "error": str(exc)})
             raise
@@ -58,20 +64,26 @@ def resolve(
                         "bytes": len(data), "error": None})
         return data
 
-    outcome = run_rounds(url, candidates, docs, fetch, options or {})
+    resolution = resolve_input(url, candidates_for, docs, fetch, options or {})
+    outcome, start = resolution.outcome, resolution.start
     found = outcome.found
     if not found.levels:
-        raise MalformedMetadata(f"{url}: a zoomable image was found, but it has no zoom level")
+        raise MalformedMetadata(f"{start.url}: a zoomable image was found, but it has no zoom level")
+    headers = dict(found.headers)
+    if start.referer and is_http(start.referer) and not any(k.lower() == "referer" for k in headers):
+        headers["Referer"] = start.referer  # what the viewer page's own tile requests say
     doc = {
-        "input_url": url,
+        "input_url": start.url,
         "dezoomer": outcome.dezoomer.name,
         "title": found.title,
-        "headers": dict(found.headers),
+        "headers": headers,
         "documents": records,
-        "candidates": [{"name": n, "outcome": why} for n, why in outcome.reasons]
+        "candidates": [{"name": n, "outcome": why} for n, why in resolution.history + outcome.reasons]
         + [{"name": outcome.dezoomer.name, "outcome": "accepted"}],
         "levels": [lv.to_json() for lv in found.levels],
     }
+    if start.url != url:
+        doc["normalized_from"] = url
     if output is not None:
         return write_step_json(output, "resolve", doc)
     return {"schema": "dezoom-steps/resolve/1", **doc}

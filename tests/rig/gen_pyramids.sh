@@ -20,6 +20,8 @@
 #   www/<size>/zoomify512/            Zoomify 512 px                                 (small)
 #   www/<size>/iiif512/, iiif256/     IIIF Image API 2, level 0 (iiif256: small only)
 #   www/<size>/iiif3_512/             IIIF Image API 3, level 0                      (small)
+#   www/<size>/google256/             libvips google layout: {z}/{y}/{x}.jpg Q85, edge tiles   (small)
+#                                     padded to 256 px with white, blank tiles left out (blank.png)
 #   tiff/<size>_pyr.tif               tiled pyramidal JPEG TIFF, 256 px, Q90, served by iipsrv
 #   www/viewer.html                   the page whose URL the Referer-protected port expects
 #
@@ -85,6 +87,7 @@ for s in $SIZES; do
          dz "$src" "$www" zoomify512 --layout zoomify --tile-size 512 --suffix '.jpg[Q=85]'
     step "iiif256-$s"    "$www/iiif256/info.json"   dz "$src" "$www" iiif256 --layout iiif --tile-size 256 --id "$ID_BASE/$s"
     step "iiif3_512-$s"  "$www/iiif3_512/info.json" dz "$src" "$www" iiif3_512 --layout iiif3 --tile-size 512 --id "$ID_BASE/$s"
+    step "google256-$s"  "$www/google256/0/0/0.jpg" dz "$src" "$www" google256 --layout google --tile-size 256 --suffix '.jpg[Q=85]'
   fi
 done
 

@@ -19,6 +19,12 @@ where `<spec>` is a comma-separated list of `key=value` items:
                     the file `hold_file` (default HOLD) exists in the root; a held request whose
                     client went away meanwhile is logged with status 499 and never answered
 
+PFF servlet mode (a separate handler, see `pff_servlet`): a path whose last segment is
+`pffservlet` (e.g. `/pffservlet`, `/m/fail=1/pffservlet`) answers the Zoomify PFF servlet
+protocol of spec §4.7 for `?file=<path under the root>&requestType=1|2|0[&begin=B&end=E]`,
+reading an emulated `.pff` file (layout in `pff_servlet`; tests/formatfixtures.py writes them).
+The faults above that act before the file is read (fail, status, delay, need_*) apply to it too.
+
 Counts are kept per exact request path (spec and query included). Every request is logged as
 one JSON line (arrival time, path, status, n = its count, referer, cookie, user_agent,
 client port) to
@@ -41,7 +47,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp")
 HTML_PAGE = b"<!DOCTYPE html>\n<html><head><title>Error</title></head><body>Not here</body></html>\n"
@@ -120,6 +126,10 @@ class FaultHandler(BaseHTTPRequestHandler):
         if "redirect" in spec or "goto" in spec:
             return self._redirect(spec, path, parts.query, n)
 
+        if path.rsplit("/", 1)[-1] == PFF_SERVLET:
+            status, body, ctype = pff_servlet(self.server.resolve, parts.query)
+            return self._send(status, body, n, {"Content-Type": ctype}, note="pff")
+
         file = self.server.resolve(path)
         if file is None:
             return self._send(404, b"not found\n", n, {"Content-Type": "text/plain"})
@@ -171,6 +181,60 @@ class FaultHandler(BaseHTTPRequestHandler):
         if query:
             target += "?" + query
         self._send(302, b"", n, {"Location": target})
+
+
+# ------------------------------------------------------------------ PFF servlet mode
+
+PFF_SERVLET = "pffservlet"
+PFF_MAGIC = b"PFF-EMULATION\x00\x00\x00"  # 16 bytes
+PFF_HEADER_OFFSET = 0x424  # spec §4.7: the offset table starts at 0x424 + HEADERSIZE
+
+
+def pff_servlet(resolve, query: str) -> tuple[int, bytes, str]:  # noqa: ANN001 (FaultServer.resolve)
+    """(status, body, content type) of one PFF servlet request on an emulated `.pff` file.
+
+    Emulated file layout (written by tests/formatfixtures.py; integers big-endian):
+        [0, 16)                magic PFF_MAGIC
+        [16, 20)               HEADERSIZE (u32)
+        [0x424, 0x424+HS)      `<PFFHEADER WIDTH HEIGHT TILESIZE NUMTILES HEADERSIZE VERSION/>`, space-padded
+        [T, T+8*N)             T = 0x424+HS: per tile, the file offset where it ends (u64)
+        [T+8*N, ...)           the tiles, each starting where the previous one ends
+    Replies: requestType=1 `Error=0&newSize=<n>&reply_data=<PFFHEADER .../>` (a file cut short
+    gives a cut header; a file without the magic `Error=1`); requestType=2 the table entries in
+    [begin, end) as `reply_data=<first>, <n1> <n2> ...`, tile i ending at first + n_i, with
+    first = end (`head` must equal HEADERSIZE); requestType=0 the bytes [begin, end).
+    """
+    fields = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    if "file" not in fields or not fields.get("requestType", "").isdigit():
+        return 400, b"file and requestType are required\n", "text/plain"
+    path = resolve("/" + fields["file"].lstrip("/"))
+    if path is None:
+        return 404, b"no such file\n", "text/plain"
+    data = path.read_bytes()
+    kind = int(fields["requestType"])
+    if kind == 1:
+        if not data.startswith(PFF_MAGIC) or len(data) < 20:
+            return 200, b"Error=1&newSize=0&reply_data=", "text/plain"
+        size = int.from_bytes(data[16:20], "big")
+        header = data[PFF_HEADER_OFFSET:PFF_HEADER_OFFSET + size].rstrip(b" \x00")
+        return 200, b"Error=0&newSize=%d&reply_data=%s" % (len(header), header), "text/plain"
+    try:
+        begin, end = int(fields["begin"]), int(fields["end"])
+    except (KeyError, ValueError):
+        return 400, b"begin and end are required\n", "text/plain"
+    if not 0 <= begin < end <= len(data):
+        return 400, b"range outside the file\n", "text/plain"
+    if kind == 2:
+        size = int.from_bytes(data[16:20], "big")
+        if fields.get("head") != str(size) or not fields.get("vers", "").isdigit() or (end - begin) % 8:
+            return 400, b"bad head, vers or range for the offset table\n", "text/plain"
+        offsets = [int.from_bytes(data[i:i + 8], "big") for i in range(begin, end, 8)]
+        text = f"{end}, " + " ".join(str(o - end) for o in offsets)
+        return 200, f"Error=0&newSize={len(text)}&reply_data={text}".encode(), "text/plain"
+    if kind == 0:
+        body = data[begin:end]
+        return 200, body, "image/png" if body.startswith(b"\x89PNG") else "image/jpeg"
+    return 400, b"unknown requestType\n", "text/plain"
 
 
 class FaultServer(ThreadingHTTPServer):

@@ -1,0 +1,1 @@
+"""Inputs that name several images: bulk lists of URLs, IIIF manifests."""

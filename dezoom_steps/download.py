@@ -1,0 +1,182 @@
+"""One image, in-process: the five steps in a temporary work folder (used by the `dezoom` command)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from dezoom_steps import net
+from dezoom_steps.collections import iiif_manifest
+from dezoom_steps.encoders import check_output_feasible
+from dezoom_steps.errors import InputError, NoDezoomerFits, NoTileError, OutputError
+from dezoom_steps.jsonio import read_step_json
+from dezoom_steps.model import Level
+from dezoom_steps.naming import claim_output, default_extension, sanitize
+from dezoom_steps.steps.encode import encode
+from dezoom_steps.steps.expand import manifest_entries
+from dezoom_steps.steps.fetch_tiles import fetch_tiles
+from dezoom_steps.steps.list_tiles import Selection, list_tiles
+from dezoom_steps.steps.resolve import resolve
+from dezoom_steps.steps.stitch import stitch
+from dezoom_steps.tempfiles import temp_beside
+from dezoom_steps.urls import is_http
+
+log = logging.getLogger("dezoom")
+Chooser = Callable[[list[str]], int]
+
+
+@dataclass
+class Request:
+    """What to download and where: the `dezoom` flags that matter for one image."""
+
+    url: str
+    options: net.NetOptions
+    selection: Selection = Selection()
+    dezoomer: str = "auto"
+    outfile: str | None = None  # explicit output path, else a name from `name` or the title
+    name: str | None = None  # default file stem (bulk entries)
+    folder: Path = Path(".")
+    extension: str | None = None  # forced output extension when no outfile
+    on_exists: str | None = None  # None: an explicit existing outfile is an error
+    taken: set[Path] = field(default_factory=set)
+    tile_cache: Path | None = None
+    compression: int = 5
+    pixel_budget: int = 10_000_000_000
+    choose: Chooser | None = None  # asks the user which image; None: take the first
+    progress: bool = True
+
+
+@dataclass
+class Result:
+    """The outcome of one download: the output path and its sidecar (None when skipped)."""
+
+    path: Path
+    sidecar: dict[str, Any] | None
+
+
+def image_choices(levels: list[Level]) -> list[tuple[str, Level]]:
+    """The images behind one input (level groups), each with its largest level."""
+    groups: dict[str, Level] = {}
+    for lv in levels:
+        if lv.group not in groups or lv.width * lv.height > groups[lv.group].width * groups[lv.group].height:
+            groups[lv.group] = lv
+    return list(groups.items())
+
+
+def _pick(labels: list[str], req: Request, what: str) -> int:
+    """The index of the image to download: --image-index, the user's answer, or the first."""
+    if req.selection.image_index is not None:
+        return min(req.selection.image_index, len(labels) - 1)
+    for i, label in enumerate(labels):
+        print(f"[{i}] {label}", file=sys.stderr)
+    if req.choose is not None:
+        return req.choose(labels)
+    print(f"dezoom: {what} holds {len(labels)} images; downloading [0] (choose with --image-index N, "
+          "or take them all with --bulk)", file=sys.stderr)
+    return 0
+
+
+def _manifest_fallback(req: Request, err: NoDezoomerFits) -> Result:
+    """When the input is a IIIF manifest or collection, download one of its canvases."""
+    try:
+        data = net.fetch_document(req.url, req.options, None) if is_http(req.url) else None
+    except Exception:
+        raise err from None
+    if data is None or not iiif_manifest.is_manifest_or_collection(data):
+        raise err
+    entries = [e for e in manifest_entries(req.url, lambda u: net.fetch_document(u, req.options, None), data)
+               if e.ok]
+    if not entries:
+        raise InputError(f"{req.url}: the manifest lists no canvas with an image service")
+    labels = [f"{e.label or e.title or 'image'} ({e.width or '?'} x {e.height or '?'} pixels)" for e in entries]
+    chosen = entries[_pick(labels, req, req.url)]
+    sub = Request(**{**req.__dict__, "url": chosen.url,
+                     "selection": Selection(**{**req.selection.__dict__, "image_index": None}),
+                     "name": req.name or iiif_manifest.default_name(chosen)})
+    return download(sub)
+
+
+def _output_for(req: Request, title: str | None, width: int, height: int) -> tuple[Path, bool] | None:
+    """The output path and whether it replaces a file; None when --on-exists skip applies."""
+    if req.outfile:
+        path = Path(req.outfile)
+        if not path.suffix:
+            path = path.with_name(path.name + "." + (req.extension or default_extension(width, height)))
+        policy = req.on_exists
+        if policy is None:
+            if path.exists():
+                raise OutputError(f"{path}: file exists; not overwritten (see --on-exists)")
+            return path, False
+    else:
+        stem = req.name or sanitize(title or "") or "dezoomified"
+        path = req.folder / f"{stem}.{req.extension or default_extension(width, height)}"
+        policy = req.on_exists or "suffix"
+    claim = claim_output(path, policy, req.taken)
+    if claim.action == "skip":
+        return None
+    return claim.path, claim.action == "overwrite"
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse before downloading when the output folder cannot take a new file (a real trial:
+    permission bits say nothing for root or on read-only file systems)."""
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{out}: the folder {folder} does not exist")
+    temp_beside(out).unlink()
+
+
+def download(req: Request) -> Result:
+    """Resolve, choose, list, fetch, stitch and encode one image; returns where it went."""
+    work = Path(tempfile.mkdtemp(prefix="dezoom-"))
+    try:
+        try:
+            res = resolve(url=req.url, output=work / "resolve.json", dezoomer=req.dezoomer,
+                          net_options=req.options)
+        except NoDezoomerFits as err:
+            return _manifest_fallback(req, err)
+        levels = [Level.from_json(d) for d in res["levels"]]
+        selection = req.selection
+        choices = image_choices(levels)
+        if len(choices) > 1:
+            labels = [f"{g or 'image'} ({lv.width} x {lv.height} pixels)" for g, lv in choices]
+            selection = Selection(**{**selection.__dict__, "image_index": _pick(labels, req, res["input_url"])})
+        tiles = list_tiles(resolve_json=work / "resolve.json", output=work / "tiles.json", image="cli",
+                           selection=selection, pixel_budget=req.pixel_budget)
+        width, height = tiles["canvas"]["width"], tiles["canvas"]["height"]
+        target = _output_for(req, tiles["title"], width, height)
+        if target is None:
+            return Result(req.folder, None)
+        out, replace = target
+        check_output_feasible(out, width, height)
+        _check_writable(out)
+        log.info("downloading %d tiles of a %dx%d level", len(tiles["tiles"]), width, height)
+        cache = req.tile_cache or work / "cache"
+        report = fetch_tiles(tiles_json=work / "tiles.json", cache_dir=cache, report=work / "fetch.json",
+                             options=req.options, progress=req.progress)
+        total = len(tiles["tiles"])
+        if total and len(report["failed"]) == total:
+            first = report["failed"][0]
+            raise NoTileError(f"{tiles['input_url']}: could not get any of the {total} tiles "
+                              f"(first failure: {first['url']}: {first['error']})")
+        stitch(tiles_json=work / "tiles.json", cache_dir=cache, canvas=work / "canvas.tif",
+               report=work / "stitch.json")
+        sidecar = encode(tiles_json=work / "tiles.json", stitch_json=work / "stitch.json",
+                         canvas=work / "canvas.tif", output=out, compression=req.compression,
+                         overwrite=replace)
+        return Result(out, sidecar)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def complete_sidecar(path: Path) -> bool:
+    """True when `path` has a sidecar saying the image is complete (a finished bulk entry)."""
+    try:
+        return read_step_json(Path(str(path) + ".json"), "output")["complete"]
+    except Exception:
+        return False

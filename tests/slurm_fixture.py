@@ -1,0 +1,135 @@
+"""Pytest fixture `slurm`: a one-node SLURM cluster on this machine, for the whole session.
+
+Use it by importing the fixture into a test module::
+
+    from slurm_fixture import slurm  # noqa: F401  (tests/ is on sys.path)
+
+    def test_x(slurm, tmp_path):
+        ...                                   # sbatch / snakemake --executor slurm
+        jobs = slurm.jobs(tmp_path)           # SLURM's record of the jobs run from tmp_path
+
+The cluster is started by tests/slurm/start.sh (munged, slurmctld and slurmd as root, every
+address on 127.0.0.1) and stopped at the end of the session by tests/slurm/stop.sh, by the
+pids it recorded; a cluster that was already running, or SLURM_KEEP=1, is left running.
+When the machine cannot run it (packages, plugin or root missing, daemons not starting) the
+test is skipped with the reason, and fails with it under CI=true.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+SLURM_DIR = Path(__file__).resolve().parent / "slurm"
+SBIN = ("/usr/sbin", "/sbin")
+PROGRAMS = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol", "scancel", "munged")
+# Job states after which SLURM does nothing more with a job (squeue --states=all shows them
+# for MinJobAge seconds).
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+                "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+
+
+@dataclass
+class SlurmCluster:
+    """The running test cluster: where its files are and how long it took to start."""
+
+    run_dir: Path
+    start_seconds: float
+    started_here: bool
+
+    def jobs(self, workdir: Path) -> list[dict[str, str]]:
+        """Every job SLURM still remembers whose working directory is `workdir`, oldest first:
+        id, name, state, workdir and comment (Snakemake puts the rule or group there)."""
+        proc = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%j|%T|%Z|%k"],
+                              capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            raise RuntimeError(f"squeue failed: {proc.stderr.strip()}")
+        rows = []
+        for line in proc.stdout.splitlines():
+            fields = line.strip().split("|", 4)
+            if len(fields) == 5:
+                rows.append(dict(zip(("id", "name", "state", "workdir", "comment"), fields)))
+        target = str(Path(workdir).resolve())
+        mine = [r for r in rows if str(Path(r["workdir"]).resolve()) == target]
+        return sorted(mine, key=lambda r: int(r["id"].split("_")[0]))
+
+    def cancel(self, workdir: Path) -> list[str]:
+        """Cancel the unfinished jobs run from `workdir` (their ids are returned)."""
+        ids = [j["id"] for j in self.jobs(workdir) if j["state"] not in FINAL_STATES]
+        if ids:
+            subprocess.run(["scancel", *ids], capture_output=True, timeout=30)
+        return ids
+
+
+def _unavailable(message: str) -> None:
+    """Skip on a developer machine; fail under CI=true, where the cluster must run."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{message} (CI=true: the SLURM test must run)", pytrace=False)
+    pytest.skip(message)
+
+
+def _which(program: str) -> str | None:
+    """The path of `program` on PATH or in an sbin folder, else None."""
+    found = shutil.which(program)
+    if found:
+        return found
+    return next((f"{d}/{program}" for d in SBIN if os.access(f"{d}/{program}", os.X_OK)), None)
+
+
+def _script(name: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run tests/slurm/NAME (output captured); a time-out counts as exit status 124."""
+    try:
+        return subprocess.run(["bash", str(SLURM_DIR / name)], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        return subprocess.CompletedProcess(exc.cmd, 124, out, f"timed out after {timeout:.0f} s")
+
+
+def _why_not(env: dict[str, str]) -> str | None:
+    """Why this machine cannot run the test cluster, or None when it can try."""
+    missing = [p for p in PROGRAMS if _which(p) is None]
+    if missing:
+        return (f"SLURM programs missing: {', '.join(missing)}; install them with "
+                "scripts/setup.sh --test (or tests/slurm/install.sh)")
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return ("snakemake-executor-plugin-slurm is not installed; "
+                "run scripts/setup.sh --test (or pip install -e '.[slurm]')")
+    if os.geteuid() != 0:
+        sudo = shutil.which("sudo")
+        if sudo is None or subprocess.run([sudo, "-n", "true"], capture_output=True, env=env).returncode != 0:
+            return "the SLURM daemons need root, and passwordless sudo is not available"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[SlurmCluster]:
+    """The running one-node cluster (tests/slurm/start.sh), stopped at the end of the session
+    unless it was running before or SLURM_KEEP=1."""
+    env = dict(os.environ)
+    env["PATH"] = env.get("PATH", "") + ":" + ":".join(SBIN)
+    reason = _why_not(env)
+    if reason:
+        _unavailable(reason)
+    t0 = time.monotonic()
+    proc = _script("start.sh", env, timeout=90)
+    seconds = time.monotonic() - t0
+    if proc.returncode != 0:
+        _script("stop.sh", env, timeout=60)
+        _unavailable(f"tests/slurm/start.sh could not start the cluster (exit {proc.returncode}): "
+                     f"{(proc.stdout + proc.stderr).strip()[-1500:]}")
+    started_here = "already running" not in proc.stdout
+    run_dir = Path(env.get("SLURM_TEST_RUN_DIR") or SLURM_DIR / "run")
+    try:
+        yield SlurmCluster(run_dir=run_dir, start_seconds=seconds, started_here=started_here)
+    finally:
+        if started_here and os.environ.get("SLURM_KEEP") != "1":
+            _script("stop.sh", env, timeout=60)
