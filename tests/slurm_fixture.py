@@ -9,8 +9,9 @@ Use it by importing the fixture into a test module::
         jobs = slurm.jobs(tmp_path)           # SLURM's record of the jobs run from tmp_path
 
 The cluster is started by tests/slurm/start.sh (munged, slurmctld and slurmd as root, every
-address on 127.0.0.1) and stopped at the end of the session by tests/slurm/stop.sh, by the
-pids it recorded; a cluster that was already running, or SLURM_KEEP=1, is left running.
+address on 127.0.0.1) and stopped by tests/slurm/stop.sh, by the pids it recorded, when the
+last pytest session using it ends (sessions sign in under run/users/). A cluster started by
+hand (no run/started-by-pytest marker), or SLURM_KEEP=1, is left running.
 When the machine cannot run it (packages, plugin or root missing, daemons not starting) the
 test is skipped with the reason, and fails with it under CI=true.
 """
@@ -47,16 +48,16 @@ class SlurmCluster:
 
     def jobs(self, workdir: Path) -> list[dict[str, str]]:
         """Every job SLURM still remembers whose working directory is `workdir`, oldest first:
-        id, name, state, workdir and comment (Snakemake puts the rule or group there)."""
-        proc = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%j|%T|%Z|%k"],
+        id, name, state, cpus, workdir and comment (Snakemake puts the rule or group there)."""
+        proc = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%j|%T|%C|%Z|%k"],
                               capture_output=True, text=True, timeout=30)
         if proc.returncode != 0:
             raise RuntimeError(f"squeue failed: {proc.stderr.strip()}")
         rows = []
         for line in proc.stdout.splitlines():
-            fields = line.strip().split("|", 4)
-            if len(fields) == 5:
-                rows.append(dict(zip(("id", "name", "state", "workdir", "comment"), fields)))
+            fields = line.strip().split("|", 5)
+            if len(fields) == 6:
+                rows.append(dict(zip(("id", "name", "state", "cpus", "workdir", "comment"), fields)))
         target = str(Path(workdir).resolve())
         mine = [r for r in rows if str(Path(r["workdir"]).resolve()) == target]
         return sorted(mine, key=lambda r: int(r["id"].split("_")[0]))
@@ -94,6 +95,22 @@ def _script(name: str, env: dict[str, str], timeout: float) -> subprocess.Comple
         return subprocess.CompletedProcess(exc.cmd, 124, out, f"timed out after {timeout:.0f} s")
 
 
+def _live_users(users: Path) -> list[int]:
+    """Pids of the pytest sessions signed in under `users` that still run (stale files go)."""
+    live = []
+    for entry in users.glob("*"):
+        try:
+            pid = int(entry.name)
+            alive = b"pytest" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (ValueError, OSError):
+            alive = False
+        if alive:
+            live.append(pid)
+        else:
+            entry.unlink(missing_ok=True)
+    return live
+
+
 def _why_not(env: dict[str, str]) -> str | None:
     """Why this machine cannot run the test cluster, or None when it can try."""
     missing = [p for p in PROGRAMS if _which(p) is None]
@@ -112,24 +129,35 @@ def _why_not(env: dict[str, str]) -> str | None:
 
 @pytest.fixture(scope="session")
 def slurm() -> Iterator[SlurmCluster]:
-    """The running one-node cluster (tests/slurm/start.sh), stopped at the end of the session
-    unless it was running before or SLURM_KEEP=1."""
+    """The running one-node cluster (tests/slurm/start.sh); stopped when the last pytest
+    session using it ends, unless it was started by hand or SLURM_KEEP=1."""
     env = dict(os.environ)
     env["PATH"] = env.get("PATH", "") + ":" + ":".join(SBIN)
     reason = _why_not(env)
     if reason:
         _unavailable(reason)
+    run_dir = Path(env.get("SLURM_TEST_RUN_DIR") or SLURM_DIR / "run")
+    users, marker = run_dir / "users", run_dir / "started-by-pytest"
+    me = users / str(os.getpid())
+    try:  # signed in before starting, so that an ending session does not stop it under us
+        users.mkdir(parents=True, exist_ok=True)
+        me.touch()
+    except OSError as exc:
+        _unavailable(f"cannot write to {run_dir}: {exc}")
     t0 = time.monotonic()
     proc = _script("start.sh", env, timeout=90)
     seconds = time.monotonic() - t0
     if proc.returncode != 0:
-        _script("stop.sh", env, timeout=60)
+        me.unlink(missing_ok=True)
         _unavailable(f"tests/slurm/start.sh could not start the cluster (exit {proc.returncode}): "
                      f"{(proc.stdout + proc.stderr).strip()[-1500:]}")
     started_here = "already running" not in proc.stdout
-    run_dir = Path(env.get("SLURM_TEST_RUN_DIR") or SLURM_DIR / "run")
+    if started_here:
+        marker.touch()
     try:
         yield SlurmCluster(run_dir=run_dir, start_seconds=seconds, started_here=started_here)
     finally:
-        if started_here and os.environ.get("SLURM_KEEP") != "1":
+        me.unlink(missing_ok=True)
+        if marker.exists() and not _live_users(users) and os.environ.get("SLURM_KEEP") != "1":
             _script("stop.sh", env, timeout=60)
+            marker.unlink(missing_ok=True)

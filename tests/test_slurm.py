@@ -1,9 +1,10 @@
 """The workflow on a real (one-node) SLURM cluster, through profiles/slurm and sbatch.
 
 The cluster comes from the `slurm` fixture (tests/slurm_fixture.py). The harvest is the
-embedded demo pyramid under three names and formats, read from disk, so no server is needed.
-The profile is used as shipped; only the plugin's status polling is made faster for a
-cluster where a job takes seconds.
+embedded demo pyramid under three names and formats, read from disk, so no server is needed,
+fetched by three shards per image: more parallel steps than the profile's cores cap, so a
+group job that ignored the cap would ask for 3 CPUs. The profile is used as shipped; only the
+plugin's status polling is made faster for a cluster where a job takes seconds.
 """
 
 from __future__ import annotations
@@ -22,19 +23,19 @@ import tifffile
 import yaml
 from PIL import Image
 
-from slurm_fixture import FINAL_STATES, slurm  # noqa: F401  (pytest fixture)
+from slurm_fixture import slurm  # noqa: F401  (pytest fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "demo"
 PROFILE = REPO / "profiles" / "slurm"
-TIMEOUT = 300  # seconds for the whole run; it takes about a minute on 2 cores
+TIMEOUT = 300  # seconds for the whole run; about 100 s on 2 cores (one image at a time)
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
 
 HARVEST = {"inputs": [
     {"url": str(DEMO / "demo.dzi"), "name": "alpha", "format": "png"},
     {"url": str(DEMO / "demo.dzi"), "name": "beta", "format": "jpg"},
     {"url": str(DEMO / "demo.dzi"), "name": "gamma", "format": "tif"},
-]}
+], "shards": 3}
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -74,6 +75,8 @@ def test_a_harvest_runs_through_sbatch_as_one_job_per_image(slurm, tmp_path):  #
            # the plugin waits 40 s before its first status check, then 10 s longer after
            # each check that saw nothing finish; start at 1 s here
            "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
+           # keep the SLURM logs of successful jobs (checked below); one machine, so the
+           # profile's wait for a shared file system's latency is not needed
            "--slurm-keep-successful-logs", "--latency-wait", "5"]
     t0 = time.monotonic()
     try:
@@ -102,6 +105,9 @@ def test_a_harvest_runs_through_sbatch_as_one_job_per_image(slurm, tmp_path):  #
     assert len(jobs) == 3, f"expected one SLURM job per image, SLURM saw: {jobs}"
     assert {j["state"] for j in jobs} == {"COMPLETED"}, jobs
     assert len({j["name"] for j in jobs}) == 1, "the jobs of one run share its run id as job name"
+    cap = yaml.safe_load((PROFILE / "config.yaml").read_text())["cores"]
+    assert cap < HARVEST["shards"]
+    assert {int(j["cpus"]) for j in jobs} == {cap}, f"group jobs must ask for the capped {cap} CPUs: {jobs}"
     assert all(j["comment"].startswith("rule_per_image") for j in jobs), jobs
     for job in jobs:
         assert f"has been submitted with SLURM jobid {job['id']} " in text, f"job {job['id']} not from this run"
@@ -114,5 +120,6 @@ def test_a_harvest_runs_through_sbatch_as_one_job_per_image(slurm, tmp_path):  #
         for rule in ("resolve", "list_tiles", "fetch_tiles", "stitch", "encode"):
             assert f"rule {rule}:" in job_log
         images_per_job.append({i for i in ("alpha", "beta", "gamma") if f"image={i}" in job_log})
+        assert all(f"shard={k}" in job_log for k in range(HARVEST["shards"]))
     assert sorted(map(sorted, images_per_job)) == [["alpha"], ["beta"], ["gamma"]]
     assert "localrule summary:" in text and not any("rule summary:" in t for t in logs.values())

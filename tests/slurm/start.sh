@@ -9,7 +9,8 @@
 #
 # Runtime files (state, spool, logs, pid files) live in SLURM_TEST_RUN_DIR, by default
 # tests/slurm/run/ (git-ignored). Safe to re-run: when the daemons recorded there are alive
-# and the node is idle, nothing is started again. Exit status 0 = the node is idle.
+# and the node answers, nothing is started again, and jobs of another test session keep
+# running ("already running" is printed). Exit status 0 = the node is up.
 #
 # Settings that matter (measured with Debian's slurm-wlm 22.05 and Snakemake's SLURM
 # executor plugin 2.8):
@@ -27,7 +28,8 @@ set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
   command -v sudo >/dev/null || { echo "slurm start: needs root (or sudo)" >&2; exit 1; }
   exec sudo -n env SLURM_TEST_RUN_DIR="${SLURM_TEST_RUN_DIR:-}" \
-    SLURM_TEST_OVERWRITE_CONF="${SLURM_TEST_OVERWRITE_CONF:-0}" bash "$0" "$@"
+    SLURM_TEST_OVERWRITE_CONF="${SLURM_TEST_OVERWRITE_CONF:-0}" \
+    SLURMCTLD_PORT="${SLURMCTLD_PORT:-6817}" SLURMD_PORT="${SLURMD_PORT:-6818}" bash "$0" "$@"
 fi
 export PATH=$PATH:/usr/sbin:/sbin
 t0=$(date +%s.%N)
@@ -50,6 +52,9 @@ alive() { # alive PIDFILE WORD: the recorded pid runs a program whose path or co
   [[ "$(readlink "/proc/$pid/exe" 2>/dev/null) $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$2"* ]]
 }
 node_idle() { sinfo -h -o '%t' 2>/dev/null | grep -qx idle; }
+# up: answering and able to take jobs (idle, or busy with jobs: mix, alloc, comp);
+# a trailing * means slurmctld cannot reach slurmd
+node_up() { sinfo -h -o '%t' 2>/dev/null | grep -qxE 'idle|mix|alloc|comp'; }
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 auth_ok() { munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; }
 
@@ -59,7 +64,7 @@ done
 case $RUN in *[[:space:]]*) die "the run folder '$RUN' contains spaces, which slurm.conf cannot hold" ;; esac
 mkdir -p "$RUN/state" "$RUN/spool" "$RUN/log"
 
-if alive "$RUN/slurmctld.pid" slurmctld && alive "$RUN/slurmd.pid" slurmd && node_idle; then
+if alive "$RUN/slurmctld.pid" slurmctld && alive "$RUN/slurmd.pid" slurmd && node_up; then
   say "already running (pids $(cat "$RUN/slurmctld.pid") and $(cat "$RUN/slurmd.pid"))"
   exit 0
 fi
@@ -136,6 +141,7 @@ mv -f "$tmp" "$CONF"
 # ---- daemons ---------------------------------------------------------------------------
 # A daemon of ours that survived a half-finished earlier start is stopped first, by pid.
 bash "$HERE/stop.sh" --slurm-only >/dev/null
+rm -f "$RUN/started-by-pytest"      # tests/slurm_fixture.py marks the clusters it started
 # -c: start from an empty state (no jobs of an earlier session); both daemons fork and
 # write their pid files into $RUN.
 slurmctld -c

@@ -41,4 +41,5 @@ stop() { # stop NAME WORD: TERM the pid in RUN/NAME.pid if it runs WORD; KILL af
 stop slurmd slurmd
 stop slurmctld slurmctld
 [ "${1:-}" = --slurm-only ] || stop munged munged
+rm -f "$RUN/started-by-pytest"
 exit 0
