@@ -62,11 +62,15 @@ class NoDezoomerFits(ResolveError):
 
     `message`, when given, replaces the default (for diagnoses built by the resolve driver:
     an HTML page without metadata, a IIIF manifest, a URL found in a page that failed).
+    `manifest` is the URL of a IIIF manifest or collection found instead of an image (the
+    input itself, or one a page or a viewer link pointed to), for callers that expand them.
     """
 
-    def __init__(self, url: str, reasons: list[tuple[str, str]], message: str | None = None):
+    def __init__(self, url: str, reasons: list[tuple[str, str]], message: str | None = None,
+                 manifest: str | None = None):
         self.url = url
         self.reasons = reasons
+        self.manifest = manifest
         if message is None:
             tried = ", ".join(f"{name} ({one_line(why, MAX_REASON)})" for name, why in reasons)
             message = (f"{url}: no dezoomer could read this input; tried {tried or 'no dezoomer'}. "

@@ -63,6 +63,7 @@ class Pattern:
 
 
 def _p(kind: str, where: str, regex: str) -> Pattern:
+    """A Pattern with its regex compiled (case-insensitive)."""
     return Pattern(kind, where, re.compile(regex, re.IGNORECASE))
 
 
@@ -79,7 +80,8 @@ PATTERNS: tuple[Pattern, ...] = (
     # krpano: embedpano({xml: "tour.xml", target: "pano"})
     _p("krpano", "krpano embedpano xml", r"""embedpano\s*\(\s*\{[^}]*?\bxml["']?\s*:\s*""" + _Q),
     # Mirador, Universal Viewer, TIFY... configurations: manifestId: "https://.../manifest"
-    _p("manifest", "IIIF viewer manifest setting", r"""\b(?:manifestId|manifestUri|manifestUrl|manifest)["']?\s*[:=]\s*""" + _Q),
+    _p("manifest", "IIIF viewer manifest setting",
+       r"""\b(?:manifestId|manifestUri|manifestUrl|manifest)["']?\s*[:=]\s*""" + _Q),
 )
 # data-* attributes naming what their value is.
 _DATA_ATTRIBUTES: tuple[tuple[str, str], ...] = (("manifest", "manifest"), ("tilesource", "tilesource"),
@@ -216,7 +218,7 @@ def scan_page(data: bytes, page_url: str) -> PageFindings:
     except (etree.ParserError, ValueError):
         return out.found
     title = root.findtext(".//title")
-    out.found.title = " ".join(title.split())[:100] or None if title else None
+    out.found.title = (" ".join(title.split())[:100] or None) if title else None
     base = root.find(".//base[@href]")
     if base is not None:
         out.base = out.absolute(base.get("href", "")) or page_url

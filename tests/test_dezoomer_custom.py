@@ -13,35 +13,18 @@ import yaml
 from PIL import Image
 
 from dezoomer_cases import case_params, check_case, run_case
-from dezoom_steps.dezoomers import REGISTRY, all_dezoomers, by_name
-from dezoom_steps.dezoomers.auto import order_candidates, run_rounds
+from dezoom_steps.dezoomers import by_name
+from dezoom_steps.dezoomers.auto import run_rounds
 from dezoom_steps.dezoomers.base import Documents
 from dezoom_steps.dezoomers.custom import MAX_TILES, Custom, Tile, TileSet, Variable, cells, list_tiles
-from dezoom_steps.errors import MalformedMetadata, NeedsData, NoDezoomerFits, WrongDezoomer
+from dezoom_steps.errors import MalformedMetadata, NeedsData, WrongDezoomer
 
-NAMES = [cls.name for cls in REGISTRY]
 URL = "https://example.org/c/tiles.yaml"
 
 
 @pytest.mark.parametrize("case", case_params("custom"))
 def test_fixture_case(case):
     check_case(case, Custom())
-
-
-@pytest.mark.parametrize("case", case_params("custom"))
-def test_fixture_case_is_left_alone_by_every_other_reader(case):
-    """The detection matrix for these cases (tests/dezoomer_cases.FORMATS may not list them)."""
-    for name in NAMES:
-        if name != "custom":
-            with pytest.raises(NoDezoomerFits):
-                run_case(case, [by_name(name)])
-    candidates = order_candidates(case.input, all_dezoomers())
-    if case.error is None:
-        assert run_case(case, candidates).dezoomer.name == "custom"
-    else:
-        with pytest.raises((MalformedMetadata, NoDezoomerFits)) as failed:
-            run_case(case, candidates)
-        assert case.spec["message"] in str(failed.value)
 
 
 def read(doc: dict, url: str = URL, extra: dict[str, bytes] | None = None):

@@ -139,11 +139,11 @@ def test_a_viewer_app_url_is_unwrapped(site, tmp_path: Path, wrap: str) -> None:
 
 
 def test_a_page_with_only_a_manifest(site, tmp_path: Path) -> None:
-    """Exit 3, one line naming the page and the manifest, saying manifests are not supported yet."""
+    """Exit 3, one line naming the page and the manifest, and how to download a manifest's images."""
     url = site.url("pages/manifest.html")
     result = run_dezoom(tmp_path / "run", url, "out.png")
     line = assert_one_line_error(result, EXIT["metadata"], url, site.url("iiif/book/manifest.json"))
-    assert "not supported yet" in line
+    assert "--bulk " + site.url("iiif/book/manifest.json") in line
     assert_left_nothing(tmp_path / "run")
     assert tile_requests(site) == []
     assert "/site.webmanifest" not in paths(site)
@@ -157,7 +157,7 @@ def test_a_page_with_nothing(site, tmp_path: Path) -> None:
     assert 'is an HTML page (titled "Opening hours") and no zoomable image metadata was found in it' in line
     assert "network tab" in line
     assert_left_nothing(tmp_path / "run")
-    assert paths(site) == ["/pages/nothing.html"]
+    assert set(paths(site)) == {"/pages/nothing.html"}  # nothing else: no PWA manifest, no "/info.json"
 
 
 # Tokenised metadata URL -> how many tiles the largest level has (1200 x 800).

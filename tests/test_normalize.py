@@ -77,7 +77,8 @@ def test_other_urls_are_left_alone(url):
 
 
 def test_a_wrapped_url_may_not_be_a_local_file():
-    assert starts("https://dezoomify.ophir.dev/#file:///etc/passwd") == [Start("https://dezoomify.ophir.dev/#file:///etc/passwd")]
+    url = "https://dezoomify.ophir.dev/#file:///etc/passwd"
+    assert starts(url) == [Start(url)]
 
 
 @pytest.mark.parametrize("value,expected", [

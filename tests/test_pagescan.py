@@ -73,7 +73,8 @@ def test_page_with_nothing():
 
 
 def test_frames_are_kept_for_a_second_look():
-    assert refs(scan("frame.html")) == [("https://www.youtube.com/embed/abc", "frame"), (f"{SITE}/pages/osd.html", "frame")]
+    assert refs(scan("frame.html")) == [("https://www.youtube.com/embed/abc", "frame"),
+                                        (f"{SITE}/pages/osd.html", "frame")]
 
 
 def test_json_escaped_urls_and_base_href():
@@ -95,7 +96,8 @@ def test_json_escaped_urls_and_base_href():
      [(f"{SITE}/z/pic/ImageProperties.xml", "zoomify")]),
     (b'<html><embed flashvars="zoomifyImagePath=/z/old&zoomifyNavigator=0"></html>',
      [(f"{SITE}/z/old/ImageProperties.xml", "zoomify")]),
-    (b'<html><script>var m = new Mirador.viewer({windows: [{manifestId: "https://x.org/iiif/7/manifest"}]})</script></html>',
+    (b'<html><script>var m = new Mirador.viewer({windows: [{manifestId: "https://x.org/iiif/7/manifest"}]})'
+     b'</script></html>',
      [("https://x.org/iiif/7/manifest", "manifest")]),
 ])
 def test_viewer_configurations(html, expected):
@@ -241,13 +243,24 @@ def test_a_page_with_only_a_manifest_says_manifests_are_not_supported():
     text, _ = fails(f"{SITE}/pages/manifest.html", {f"{SITE}/pages/manifest.html": page("manifest.html"),
                                                      f"{SITE}/iiif/book/manifest.json": MANIFEST})
     assert f"found a IIIF manifest at {SITE}/iiif/book/manifest.json" in text
-    assert "not supported yet" in text
+    assert f"--bulk {SITE}/iiif/book/manifest.json" in text
 
 
 def test_a_manifest_given_directly():
     url = f"{SITE}/iiif/book/manifest.json"
-    text, _ = fails(url, {url: MANIFEST})
-    assert text.startswith(f"{url} is a IIIF manifest; IIIF manifests and collections are not supported yet")
+    site = Site({url: MANIFEST})
+    with pytest.raises(NoDezoomerFits) as err:
+        resolve_input(url, lambda u: order_candidates(u, all_dezoomers()), Documents(), site.fetch, {})
+    assert str(err.value).startswith(f"{url} is a IIIF manifest, which lists images rather than being one")
+    assert err.value.manifest == url  # for callers that expand manifests
+
+
+def test_an_ordinary_failure_names_no_manifest():
+    url = f"{SITE}/data/plain.json"
+    site = Site({url: b'{"hello": "world"}'})
+    with pytest.raises(NoDezoomerFits) as err:
+        resolve_input(url, lambda u: order_candidates(u, all_dezoomers()), Documents(), site.fetch, {})
+    assert err.value.manifest is None
 
 
 def test_a_mirador_link_to_a_manifest():

@@ -300,9 +300,10 @@ def list_tiles(ts: TileSet) -> list[Tile]:
         except ExprError as exc:
             where = ", ".join(f"{n}={v}" for n, v in env.items()) or "the only tile"
             raise _fail(ts.source, f"{key} '{text}' failed for {where}: {exc}") from None
-        where = ", ".join(f"{n}={v}" for n, v in env.items()) or "the only tile"
-        x = _position(x, "x_template", ts.x_template, where, ts.source)
-        y = _position(y, "y_template", ts.y_template, where, ts.source)
+        if not (type(x) is int and type(y) is int and 0 <= x <= MAX_POSITION and 0 <= y <= MAX_POSITION):
+            where = ", ".join(f"{n}={v}" for n, v in env.items()) or "the only tile"
+            x = _position(x, "x_template", ts.x_template, where, ts.source)
+            y = _position(y, "y_template", ts.y_template, where, ts.source)
         if not _SCHEME.match(url):
             url = resolve_relative(ts.source, url)
         out.append(Tile(url, x, y))

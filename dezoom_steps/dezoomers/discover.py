@@ -7,7 +7,7 @@ become new starts (then its IIIF manifests, then its frames, scanned in turn). D
 stay pure: this module only chooses URLs and reads fetched documents.
 
 When every start fails, one error says what was tried and what to look for: a IIIF
-manifest found on the way is named as such (manifests are not supported yet), a metadata
+manifest found on the way is named as such (a bulk source, not one image), a metadata
 URL found in a page that could not be used gives that URL's own error, and a page without
 any known reference says so. A start that a dezoomer claimed as its own format but found
 broken (MalformedMetadata) keeps that dezoomer's diagnosis: it is not scanned as a page.
@@ -152,11 +152,11 @@ def diagnose(url: str, attempts: list[Attempt]) -> DezoomError:
     reasons = history(attempts)
     manifest = next((a for a in attempts if a.presentation), None)
     if manifest is not None:
-        where = f"{url} is a IIIF {manifest.presentation}" if manifest.start.url == url else \
-            f"{url}: found a IIIF {manifest.presentation} at {manifest.start.url}"
+        kind, at = manifest.presentation, manifest.start.url
+        where = f"{url} is a IIIF {kind}" if at == url else f"{url}: found a IIIF {kind} at {at}"
         return NoDezoomerFits(url, reasons, (
-            f"{where}; IIIF manifests and collections are not supported yet: open it and give the info.json "
-            "URL of one image (an image's `service` id followed by /info.json)"))
+            f"{where}, which lists images rather than being one: download them with --bulk {at} (or a "
+            "`bulk` entry of the workflow configuration), or give the info.json URL of one image"), manifest=at)
     # Metadata candidates that failed for a reason of their own (not pages, not unconfirmed guesses).
     failed = [a for a in attempts
               if a.page is None and not (a.start.source == "page" and a.start.kind in ("manifest", "frame"))]

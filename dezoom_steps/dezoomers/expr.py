@@ -387,14 +387,17 @@ class _Parser:
         self.names: set[str] = set()
 
     def peek(self) -> Token:
+        """The next token, not consumed."""
         return self.tokens[self.i]
 
     def take(self) -> Token:
+        """Consume and return the next token."""
         tok = self.tokens[self.i]
         self.i += 1
         return tok
 
     def expect(self, text: str) -> None:
+        """Consume the next token, which must be the operator `text`."""
         tok = self.take()
         if tok.text != text or tok.kind == "string":
             found = "the end" if tok.kind == "end" else repr(tok.text)
@@ -487,6 +490,7 @@ class _Parser:
         raise ExprError(f"unexpected {tok.text!r} at position {tok.pos}")
 
     def variable(self, name: str) -> Node:
+        """A read of variable `name` (an error at evaluation if it is unbound)."""
         self.names.add(name)
 
         def read(env: Env) -> Value:

@@ -43,6 +43,8 @@ Content that is itself uniformly white or black along the border is indistinguis
 padding and is trimmed too; a single line of padding next to dark content may be lost in
 JPEG ringing and kept. The constants were set on JPEG tiles (quality 75-95) of the rig's and
 the demo's pictures: every padding of 2 px or more found exactly, no full tile trimmed.
+Only right and bottom padding is removed (a layout centred with `--centre` keeps its left and
+top margins).
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ tiles in the wrong TileGroup.
 Tier numbers `z` in tile URLs count from the smallest tier (0). Tiles are numbered across
 all tiers, smallest tier first and row by row; tile number `i` lives in `TileGroup{i // 256}`.
 
+A query string after ImageProperties.xml (`?token=...`, or `&token=...` after iipsrv's
+`?Zoomify=x.tif/ImageProperties.xml`) is kept on every tile URL, except the viewer's
+`noCacheSfx` cache-buster.
+
 Levels are returned largest first (index 0 = full resolution).
 """
 
