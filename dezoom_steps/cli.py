@@ -114,12 +114,13 @@ def _ask_index(labels: list[str]) -> int:
 
 
 def _request(args: argparse.Namespace, url: str, **extra: Any) -> Request:
-    """The download request of one image from the flags."""
-    return Request(
+    """The download request of one image from the flags (`extra` overrides fields)."""
+    fields: dict[str, Any] = dict(
         url=url, options=net_options(args), selection=_selection(args), dezoomer=args.dezoomer,
         extension=args.format, on_exists=args.on_exists, compression=args.compression,
         pixel_budget=args.pixel_budget, tile_cache=Path(args.tile_cache) if args.tile_cache else None,
-        choose=_ask_index if sys.stdin.isatty() and sys.stderr.isatty() else None, **extra)
+        choose=_ask_index if sys.stdin.isatty() and sys.stderr.isatty() else None)
+    return Request(**{**fields, **extra})
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -161,9 +162,8 @@ def run_bulk(args: argparse.Namespace) -> int:
             states["skipped"] += 1
             print(f"{prefix}: already complete, skipped", flush=True)
             continue
-        req = _request(args, e["url"], name=e["name"], folder=folder, taken=taken, tile_cache=cache)
-        req.on_exists = args.on_exists or "overwrite"
-        req.choose = None
+        req = _request(args, e["url"], name=e["name"], folder=folder, taken=taken, tile_cache=cache,
+                       on_exists=args.on_exists or "overwrite", choose=None)
         try:
             result = download(req)
         except DezoomError as exc:

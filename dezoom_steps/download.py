@@ -13,7 +13,7 @@ from typing import Any, Callable
 from dezoom_steps import net
 from dezoom_steps.collections import iiif_manifest
 from dezoom_steps.encoders import check_output_feasible
-from dezoom_steps.errors import InputError, NoDezoomerFits, NoTileError, OutputError
+from dezoom_steps.errors import NoDezoomerFits, NoTileError, OutputError
 from dezoom_steps.jsonio import read_step_json
 from dezoom_steps.model import Level
 from dezoom_steps.naming import claim_output, default_extension, sanitize
@@ -24,7 +24,6 @@ from dezoom_steps.steps.list_tiles import Selection, list_tiles
 from dezoom_steps.steps.resolve import resolve
 from dezoom_steps.steps.stitch import stitch
 from dezoom_steps.tempfiles import temp_beside
-from dezoom_steps.urls import is_http
 
 log = logging.getLogger("dezoom")
 Chooser = Callable[[list[str]], int]
@@ -82,17 +81,13 @@ def _pick(labels: list[str], req: Request, what: str) -> int:
 
 
 def _manifest_fallback(req: Request, err: NoDezoomerFits) -> Result:
-    """When the input is a IIIF manifest or collection, download one of its canvases."""
-    try:
-        data = net.fetch_document(req.url, req.options, None) if is_http(req.url) else None
-    except Exception:
-        raise err from None
-    if data is None or not iiif_manifest.is_manifest_or_collection(data):
+    """When the input is (or leads to) a IIIF manifest or collection, download one of its canvases."""
+    if err.manifest is None:
         raise err
-    entries = [e for e in manifest_entries(req.url, lambda u: net.fetch_document(u, req.options, None), data)
+    entries = [e for e in manifest_entries(err.manifest, lambda u: net.fetch_document(u, req.options, None))
                if e.ok]
-    if not entries:
-        raise InputError(f"{req.url}: the manifest lists no canvas with an image service")
+    if not entries:  # nothing downloadable in it: the resolve diagnosis says it best
+        raise err
     labels = [f"{e.label or e.title or 'image'} ({e.width or '?'} x {e.height or '?'} pixels)" for e in entries]
     chosen = entries[_pick(labels, req, req.url)]
     sub = Request(**{**req.__dict__, "url": chosen.url,
