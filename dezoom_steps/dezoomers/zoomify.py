@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from dezoom_steps.dezoomers.base import Dezoomer, Documents
 from dezoom_steps.dezoomers.querystring import append_query, query_after, without_params
 from dezoom_steps.dezoomers.support import ceil_div, name_from_url, whole_number
-from dezoom_steps.errors import MalformedMetadata, NeedsData, WrongDezoomer
+from dezoom_steps.errors import MalformedMetadata, WrongDezoomer
 from dezoom_steps.model import Found, Level
 from dezoom_steps.xmldoc import XmlError, attribute, local_name, parse_xml
 
