@@ -132,6 +132,7 @@ class NeedsData(Exception):
 class WrongDezoomer(Exception):
     """Control flow: this dezoomer cannot handle the input; `reason` says why."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, unavailable: str | None = None):
         self.reason = reason
+        self.unavailable = unavailable  # the URL whose failed download is the reason, if any
         super().__init__(reason)

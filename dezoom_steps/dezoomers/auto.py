@@ -52,6 +52,7 @@ def run_rounds(
     live = list(candidates)
     reasons: list[tuple[str, str]] = []
     malformed: MalformedMetadata | None = None
+    unavailable: list[str] = []  # documents whose failed download made a candidate give up
     rounds = 0
     while live:
         cap = round_cap(live, max_rounds)
@@ -69,6 +70,8 @@ def run_rounds(
                     wanted.append(need.url)
             except WrongDezoomer as wrong:
                 reasons.append((d.name, wrong.reason))
+                if wrong.unavailable:
+                    unavailable.append(wrong.unavailable)
             except MalformedMetadata as bad:
                 reasons.append((d.name, str(bad)))
                 if malformed is None and (len(candidates) == 1 or d.hinted(url)):
@@ -87,6 +90,11 @@ def run_rounds(
                 except Exception as exc:  # any failure is recorded for the dezoomer to report
                     docs.put(u, FetchFailure(str(exc)))
     failure = docs.failure(url)
+    if failure is None and reasons and len(unavailable) == len(reasons):
+        # every candidate gave up only because a document it needed could not be downloaded
+        first = unavailable[0]
+        message = docs.failure(first) or "download failed"
+        failure = message if first in message else f"{first}: {message}"
     if failure is not None:  # nobody could read the input because it could not be downloaded
         raise NetworkError(failure if url in failure else f"{url}: {failure}")
     raise NoDezoomerFits(url, reasons)

@@ -35,7 +35,7 @@ class Documents:
         if item is None:
             raise NeedsData(url)
         if isinstance(item, FetchFailure):
-            raise WrongDezoomer(f"unable to download {url}: {item.message}")
+            raise WrongDezoomer(f"unable to download {url}: {item.message}", unavailable=url)
         return item
 
     def put(self, url: str, data: bytes | FetchFailure) -> None:
