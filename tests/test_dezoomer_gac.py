@@ -18,9 +18,6 @@ from dezoom_steps.dezoomers.google_arts_and_culture import (
 )
 from dezoom_steps.errors import NeedsData, WrongDezoomer
 from dezoom_steps.steps.fetch_tiles import dezoomer_decode
-from test_detection_matrix import NAMES
-from test_detection_matrix import test_auto_mode_picks_the_documents_own_format as auto_check
-from test_detection_matrix import test_each_document_is_read_only_by_its_own_format as alone_check
 
 CASES = FIXTURES / "google_arts_and_culture"
 # Spec §4.2, "verified test vectors": (base, token, tile (0, 0, 7) URL suffix).
@@ -39,17 +36,6 @@ DUMMY_OUT = bytes([186, 186, 192, 192, 202, 37, 17, 24, 3, 15, 249, 175, 241, 13
 @pytest.mark.parametrize("case", case_params("google_arts_and_culture"))
 def test_fixture_case(case):
     check_case(case, GoogleArtsAndCulture())
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("case", case_params("google_arts_and_culture"))
-def test_gac_documents_are_read_by_gac_only(case, name):
-    alone_check(case, name)
-
-
-@pytest.mark.parametrize("case", case_params("google_arts_and_culture"))
-def test_auto_mode_picks_gac_for_its_documents(case):
-    auto_check(case)
 
 
 @pytest.mark.parametrize("base,token,suffix", VECTORS)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from dezoomer_cases import case_params, check_case, run_case, tile_urls
-from dezoom_steps.dezoomers import REGISTRY, by_name
+from dezoomer_cases import case_params, check_case, tile_urls
+from dezoom_steps.dezoomers import by_name
 from dezoom_steps.dezoomers.base import Documents
 from dezoom_steps.dezoomers.iipimage import IIPImage, metadata_url
-from dezoom_steps.errors import MalformedMetadata, NeedsData, NoDezoomerFits, WrongDezoomer
+from dezoom_steps.errors import MalformedMetadata, NeedsData, WrongDezoomer
 
 OBJ = "&obj=IIP,1.0&obj=Max-size&obj=Tile-size&obj=Resolution-number"
 
@@ -27,17 +27,6 @@ def meta_doc(width: int, height: int, tile: int, count: int) -> str:
 @pytest.mark.parametrize("case", case_params("iipimage"))
 def test_fixture_case(case):
     check_case(case, IIPImage())
-
-
-@pytest.mark.parametrize("case", case_params("iipimage"))
-@pytest.mark.parametrize("name", [cls.name for cls in REGISTRY if cls.name != "iipimage"])
-def test_other_dezoomers_refuse_iipimage_documents(case, name):
-    # tests/test_detection_matrix.py runs the formats dezoomer_cases.FORMATS lists; this
-    # runs the IIPImage cases against every other registered reader in the meantime.
-    with pytest.raises(NoDezoomerFits) as refused:
-        run_case(case, [by_name(name)])
-    (who, why), = refused.value.reasons
-    assert who == name and why
 
 
 @pytest.mark.parametrize("url,meta", [

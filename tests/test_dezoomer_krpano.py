@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from dezoomer_cases import case_params, check_case, run_case, tile_urls
-from dezoom_steps.dezoomers import REGISTRY, by_name
 from dezoom_steps.dezoomers.base import Documents
 from dezoom_steps.dezoomers.krpano import Krpano
 from dezoom_steps.dezoomers.krpano.document import parse_multires
@@ -36,19 +35,6 @@ def test_fixture_case(case):
     check_case(case, Krpano())
     if "groups" in case.spec.get("expect", {}):
         assert groups(run_case(case, [Krpano()]).found.levels) == case.spec["expect"]["groups"]
-
-
-@pytest.mark.parametrize("case", case_params("krpano"))
-@pytest.mark.parametrize("name", [cls.name for cls in REGISTRY if cls.name != "krpano"])
-def test_other_dezoomers_refuse_krpano_documents(case, name):
-    # tests/test_detection_matrix.py runs the formats dezoomer_cases.FORMATS lists; this
-    # runs the krpano cases against every other registered reader in the meantime.
-    from dezoom_steps.errors import NoDezoomerFits
-
-    with pytest.raises(NoDezoomerFits) as refused:
-        run_case(case, [by_name(name)])
-    (who, why), = refused.value.reasons
-    assert who == name and why
 
 
 # ------------------------------------------------------------------ templates (spec 4.8)

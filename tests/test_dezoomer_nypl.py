@@ -10,9 +10,6 @@ from dezoom_steps.dezoomers.auto import order_candidates
 from dezoom_steps.dezoomers.base import Documents
 from dezoom_steps.dezoomers.nypl import NYPL, build_levels, config_url
 from dezoom_steps.errors import MalformedMetadata, NeedsData, WrongDezoomer
-from test_detection_matrix import NAMES
-from test_detection_matrix import test_auto_mode_picks_the_documents_own_format as auto_check
-from test_detection_matrix import test_each_document_is_read_only_by_its_own_format as alone_check
 
 ID = "a28d6e6b-b317-f008-e040-e00a1806635d"
 CONFIG = f"https://access.nypl.org/image.php/{ID}/tiles/config.js"
@@ -21,17 +18,6 @@ CONFIG = f"https://access.nypl.org/image.php/{ID}/tiles/config.js"
 @pytest.mark.parametrize("case", case_params("nypl"))
 def test_fixture_case(case):
     check_case(case, NYPL())
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("case", case_params("nypl"))
-def test_nypl_documents_are_read_by_nypl_only(case, name):
-    alone_check(case, name)
-
-
-@pytest.mark.parametrize("case", case_params("nypl"))
-def test_auto_mode_picks_nypl_for_its_documents(case):
-    auto_check(case)
 
 
 @pytest.mark.parametrize("url,expected", [

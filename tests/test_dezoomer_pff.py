@@ -10,26 +10,11 @@ from dezoom_steps.dezoomers.auto import order_candidates
 from dezoom_steps.dezoomers.base import Documents
 from dezoom_steps.dezoomers.pff import PFF, form_encode, level_sizes, parse_header, parse_tile_indices, table_url
 from dezoom_steps.errors import MalformedMetadata, NeedsData, WrongDezoomer
-from test_detection_matrix import NAMES
-from test_detection_matrix import test_auto_mode_picks_the_documents_own_format as auto_check
-from test_detection_matrix import test_each_document_is_read_only_by_its_own_format as alone_check
 
 
 @pytest.mark.parametrize("case", case_params("pff"))
 def test_fixture_case(case):
     check_case(case, PFF())
-
-
-# Detection matrix for the PFF documents (tests/dezoomer_cases.FORMATS lists the first formats only).
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("case", case_params("pff"))
-def test_pff_documents_are_read_by_pff_only(case, name):
-    alone_check(case, name)
-
-
-@pytest.mark.parametrize("case", case_params("pff"))
-def test_auto_mode_picks_pff_for_its_documents(case):
-    auto_check(case)
 
 
 @pytest.mark.parametrize("text,expected", [
