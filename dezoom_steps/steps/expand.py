@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 # A bulk line whose URL looks like a manifest or collection is expanded into its canvases.
 MANIFEST_HINT = re.compile(r"(?i)manifest|collection|/iiif/.*\.json$|presentation")
 MAX_FETCH_ROUNDS = 50
+# Snakemake refuses a wildcard value ending in 20 or more repeats of one substring (it takes
+# it for an infinite recursion); names ending that way get their position appended.
+PERIODIC_TAIL = re.compile(r"(.+?)\1{19,}$")
 
 
 def read_source(url: str, fetch: Callable[[str], bytes]) -> bytes:
@@ -119,6 +122,8 @@ def name_rows(rows: list[dict[str, Any]], template: str | None) -> list[dict[str
             name = render_name(template or DEFAULT_BULK_TEMPLATE, fields).replace("/", "_")
         else:
             name = default
+        if PERIODIC_TAIL.search(name):
+            name = f"{name}_{position:04d}"
         unique, n = name, 0
         while unique.casefold() in taken:
             n += 1
