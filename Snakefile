@@ -32,11 +32,23 @@ wildcard_constraints:
     ext=r"[A-Za-z0-9]+",
 
 
+_BULK_CACHE = {}
+
+
 def bulk_images():
-    """The images of the bulk sources (read once the expand_bulk checkpoint has run)."""
+    """The images of the bulk sources (read once the expand_bulk checkpoint has run).
+
+    Every job's params ask for this: bulk.json is read once per version of the file, not
+    once per job (that made planning 1,000 images quadratic).
+    """
     if not BULK:
         return {}
-    return plan.bulk_images(checkpoints.expand_bulk.get().output[0], config, IMAGES)
+    path = checkpoints.expand_bulk.get().output[0]
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _BULK_CACHE:
+        _BULK_CACHE.clear()
+        _BULK_CACHE[key] = plan.bulk_images(path, config, IMAGES)
+    return _BULK_CACHE[key]
 
 
 def entry(image):
