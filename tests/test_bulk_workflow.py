@@ -9,16 +9,13 @@ image), so the access logs tell exactly what was downloaded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from interrupt import cached_tiles, interrupt_when
 from bulkutil import (DEMO, DEMO_TILES, IIIF2, IIIF2_256, IIIF3, JPEG_NOISE, assert_like_reference, demo_diff,
                       describe, marker, rig_tiles, run_snakemake, snakemake_cmd, snakemake_env,
                       tile_paths, tree)
@@ -223,23 +220,11 @@ def test_an_interrupted_bulk_run_resumes_without_redoing_finished_images(fault_s
     finished = run / "results" / "Finished early.png"
     held_cache = run / "cache" / "Held midway"
 
-    proc = subprocess.Popen(snakemake_cmd(run, *args), cwd=run, env=snakemake_env(run, tmp),
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    try:
-        while not (Path(str(finished) + ".json").exists()
-                   and len([p for p in held_cache.glob("*") if not p.name.startswith(".")]) >= 7):
-            assert proc.poll() is None, f"snakemake ended before the interruption: {proc.stderr.read()[-3000:]}"
-            assert time.monotonic() < deadline, "the first image never finished, or the held one never started"
-            time.sleep(0.1)
-        time.sleep(0.5)  # let the held requests reach the server
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    assert proc.returncode != 0
+    code = interrupt_when(
+        snakemake_cmd(run, *args), run, snakemake_env(run, tmp),
+        lambda: Path(str(finished) + ".json").exists() and cached_tiles(held_cache) >= 7,
+        180, "the first image never finished, or the held one never started")
+    assert code != 0
     assert not (run / "results" / "Held midway.png.json").exists()
     stamps = {p: p.stat().st_mtime_ns for p in (finished, Path(str(finished) + ".json"))}
 

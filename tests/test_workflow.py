@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import yaml
 from PIL import Image
 
 from faultserver_fixture import fault_server  # noqa: F401  (pytest fixture)
+from interrupt import cached_tiles, interrupt_when
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "demo"
@@ -147,23 +146,10 @@ def test_a_run_interrupted_mid_fetch_resumes_and_fetches_every_tile_once(fault_s
     work.mkdir()
     args = ("--config", f"url={url}", "output=resumed.png", "min_interval=0s", "parallelism=3")
     env = dict(os.environ, XDG_CACHE_HOME=str(work / ".xdg-cache"))
-    proc = subprocess.Popen(snakemake_cmd(work, *args), cwd=work, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     cache = work / "cache" / "resumed"
-    deadline = time.monotonic() + 120
-    try:
-        while len([p for p in cache.glob("*") if not p.name.startswith(".")]) < 7:
-            assert proc.poll() is None, f"snakemake ended before the interruption: {proc.stderr.read()[-2000:]}"
-            assert time.monotonic() < deadline, "the first 7 tiles never reached the cache"
-            time.sleep(0.1)
-        time.sleep(0.5)  # let the held requests reach the server
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    assert proc.returncode != 0
+    code = interrupt_when(snakemake_cmd(work, *args), work, env, lambda: cached_tiles(cache) >= 7,
+                          120, "the first 7 tiles never reached the cache")
+    assert code != 0
     assert not (work / "results" / "resumed.png").exists()
     assert not (work / "work" / "resumed" / "fetch" / "shard-0.json").exists()
 
