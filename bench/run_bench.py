@@ -50,7 +50,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 RIG_DIR = REPO / "tests" / "rig"
 sys.path.insert(0, str(REPO / "tests"))
-from rigutil import label_box, rig_ports  # noqa: E402
+from rigutil import label_box, rig_ports, servers_running  # noqa: E402
 
 SCHEMA = "dezoom-steps/bench/1"
 TIME_BIN = "/usr/bin/time"
@@ -168,18 +168,6 @@ def rig_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     return env
-
-
-def servers_running(run_dir: Path) -> bool:
-    """True when both servers named by the rig's pid files are alive."""
-    for name in ("nginx", "iipsrv"):
-        try:
-            pid = int((run_dir / f"{name}.pid").read_text().strip())
-            if name not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                return False
-        except (OSError, ValueError):
-            return False
-    return True
 
 
 def rig_script(name: str, env: dict[str, str], timeout: float) -> None:

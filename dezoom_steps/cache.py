@@ -61,6 +61,16 @@ def read_cached(cache_dir: str | os.PathLike[str], key: str) -> bytes | None:
     return data if valid_tile_bytes(data) else None
 
 
+def is_cached(cache_dir: str | os.PathLike[str], key: str) -> bool:
+    """True when a valid tile with `key` is in the cache (reads only its first bytes)."""
+    try:
+        with open(tile_path(cache_dir, key), "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return valid_tile_bytes(head)
+
+
 def store(cache_dir: str | os.PathLike[str], key: str, data: bytes) -> Path:
     """Write a tile into the cache atomically (temporary file, then rename)."""
     path = tile_path(cache_dir, key)

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from rigutil import RIG_DIR, Rig, rig_ports
+from rigutil import RIG_DIR, Rig, rig_ports, servers_running
 
 IIPSRV = os.environ.get("IIPSRV", "/usr/lib/iipimage-server/iipsrv.fcgi")
 RIG_MARKER = "rig: needs the loopback tile servers (nginx, iipsrv, vips pyramids)"
@@ -63,18 +63,6 @@ def _stop(env: dict[str, str]) -> None:
     subprocess.run(["bash", str(RIG_DIR / "stop_servers.sh")], env=env, capture_output=True, timeout=60)
 
 
-def _already_running(run_dir: Path) -> bool:
-    """True when both servers of a previous start (e.g. started by hand) are still alive."""
-    for name in ("nginx", "iipsrv"):
-        try:
-            pid = int((run_dir / f"{name}.pid").read_text().strip())
-            if name not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                return False
-        except (OSError, ValueError):
-            return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def rig() -> Iterator[Rig]:
     """The running rig (see tests/rig/start_servers.sh); stopped at the end unless it was
@@ -89,7 +77,7 @@ def rig() -> Iterator[Rig]:
     data_dir = Path(env.get("RIG_DATA_DIR", RIG_DIR / "data"))
     run_dir = Path(env.get("RIG_RUN_DIR", RIG_DIR / "run"))
     _script("gen_pyramids.sh", env, timeout=900)
-    was_running = _already_running(run_dir)
+    was_running = servers_running(run_dir)
     try:
         _script("start_servers.sh", env, timeout=120)
     except BaseException:  # pytest.fail's exception is not an Exception subclass

@@ -261,3 +261,15 @@ def requests_per_path(log: Path, port: int, since: int = 0, prefix: str = "",
     """How many times each target under `prefix` was requested on `port` (optionally one status)."""
     return Counter(e.target for e in read_access_log(log, since)
                    if e.port == port and e.target.startswith(prefix) and (status is None or e.status == status))
+
+
+def servers_running(run_dir: Path) -> bool:
+    """True when both servers named by the rig's pid files (nginx, iipsrv) are alive."""
+    for name in ("nginx", "iipsrv"):
+        try:
+            pid = int((run_dir / f"{name}.pid").read_text().strip())
+            if name not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                return False
+        except (OSError, ValueError):
+            return False
+    return True

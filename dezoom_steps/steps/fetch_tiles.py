@@ -81,7 +81,7 @@ def fetch_tiles(
     if decode is None:
         decode = dezoomer_decode(doc["dezoomer"])
     assigned = shard_tiles(doc["tiles"], shard, shards)
-    todo = [t for t in assigned if cache.read_cached(cache_dir, t["key"]) is None]
+    todo = [t for t in assigned if not cache.is_cached(cache_dir, t["key"])]
     by_index = {t["index"]: t for t in todo}
     # Spec §7.1/§7.2: defaults -> Referer (input URL) -> level headers -> user -H headers.
     headers = net.build_headers(options, referer=doc["input_url"], level_headers=doc["headers"])
