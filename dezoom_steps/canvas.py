@@ -1,4 +1,6 @@
-"""The stitched canvas on disk: an uncompressed, contiguous RGB BigTIFF read and written by rows.
+"""The stitched canvas on disk: an uncompressed, contiguous BigTIFF read and written by rows.
+
+It holds 1 (grey), 3 (RGB) or 4 (RGBA) 8-bit samples per pixel, as the tiles need.
 
 Pixels are written with `os.pwrite` at their offset and read back with `os.pread`, so memory
 stays bounded by the strip in hand, not by the image (a memory map would count every page
@@ -14,27 +16,32 @@ import numpy as np
 import tifffile
 
 
-class Canvas:
-    """An open canvas file: `write_rows` / `read_rows` of full-width RGB uint8 row blocks."""
+CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
 
-    def __init__(self, path: str | os.PathLike[str], width: int, height: int, offset: int, fd: int):
+
+class Canvas:
+    """An open canvas file: `write_rows` / `read_rows` of full-width uint8 row blocks (n, width, channels)."""
+
+    def __init__(self, path: str | os.PathLike[str], width: int, height: int, offset: int, fd: int,
+                 channels: int = 3):
         self.path = Path(path)
         self.width, self.height, self.offset, self._fd = width, height, offset, fd
+        self.channels = channels
 
     @property
     def row_bytes(self) -> int:
         """Bytes in one row of pixels."""
-        return self.width * 3
+        return self.width * self.channels
 
     def write_rows(self, y: int, rows: np.ndarray) -> None:
-        """Write a (n, width, 3) uint8 block whose first row is canvas row `y`."""
-        if rows.shape[1:] != (self.width, 3) or y + rows.shape[0] > self.height:
+        """Write a (n, width, channels) uint8 block whose first row is canvas row `y`."""
+        if rows.shape[1:] != (self.width, self.channels) or y + rows.shape[0] > self.height:
             raise ValueError(f"rows {rows.shape} at y={y} do not fit a {self.width}x{self.height} canvas")
         data = np.ascontiguousarray(rows, dtype=np.uint8)
         os.pwrite(self._fd, memoryview(data).cast("B"), self.offset + y * self.row_bytes)
 
     def read_rows(self, y: int, n: int) -> np.ndarray:
-        """Read `n` rows starting at canvas row `y` as a (n, width, 3) uint8 array."""
+        """Read `n` rows starting at canvas row `y` as a (n, width, channels) uint8 array."""
         n = max(0, min(n, self.height - y))
         buf = bytearray(n * self.row_bytes)
         view = memoryview(buf)
@@ -44,7 +51,7 @@ class Canvas:
             if k == 0:  # sparse tail never written: zeros, which is black
                 break
             got += k
-        return np.frombuffer(buf, dtype=np.uint8).reshape(n, self.width, 3)
+        return np.frombuffer(buf, dtype=np.uint8).reshape(n, self.width, self.channels)
 
     def close(self) -> None:
         """Close the file descriptor."""
@@ -59,23 +66,31 @@ class Canvas:
         self.close()
 
 
-def create_canvas(path: str | os.PathLike[str], width: int, height: int) -> Canvas:
-    """Create a black (sparse) canvas file of `width` x `height` RGB pixels and open it for writing."""
+def create_canvas(path: str | os.PathLike[str], width: int, height: int, channels: int = 3) -> Canvas:
+    """Create a canvas file of `width` x `height` pixels, all zero (black, or transparent with alpha).
+
+    The file is sparse until written, and opened for writing.
+    """
+    if channels not in CHANNELS:
+        raise ValueError(f"a canvas has 1, 3 or 4 channels, not {channels}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    layout = {1: {"shape": (height, width), "photometric": "minisblack"},
+              3: {"shape": (height, width, 3), "photometric": "rgb"},
+              4: {"shape": (height, width, 4), "photometric": "rgb", "extrasamples": ["unassalpha"]}}
     offset, _size = tifffile.imwrite(
-        path, shape=(height, width, 3), dtype=np.uint8, bigtiff=True, photometric="rgb",
-        returnoffset=True, metadata=None,
+        path, dtype=np.uint8, bigtiff=True, returnoffset=True, metadata=None, **layout[channels],
     )
-    return Canvas(path, width, height, offset, os.open(path, os.O_RDWR))
+    return Canvas(path, width, height, offset, os.open(path, os.O_RDWR), channels)
 
 
 def open_canvas(path: str | os.PathLike[str]) -> Canvas:
     """Open an existing canvas file for reading rows."""
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        if not page.is_contiguous or page.dtype != np.uint8 or page.shape[-1:] != (3,):
-            raise ValueError(f"{path}: not a dezoom-steps canvas (contiguous RGB uint8 TIFF)")
-        height, width = page.shape[:2]
+        channels = page.samplesperpixel
+        if not page.is_contiguous or page.dtype != np.uint8 or channels not in CHANNELS:
+            raise ValueError(f"{path}: not a dezoom-steps canvas (contiguous uint8 TIFF, 1, 3 or 4 samples)")
+        height, width = page.imagelength, page.imagewidth
         offset = page.dataoffsets[0]
-    return Canvas(path, width, height, offset, os.open(path, os.O_RDONLY))
+    return Canvas(path, width, height, offset, os.open(path, os.O_RDONLY), channels)

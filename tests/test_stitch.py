@@ -12,9 +12,11 @@ import pytest
 from PIL import Image, ImageCms
 
 from dezoom_steps.cache import store
+from dezoom_steps.canvas import open_canvas
 from dezoom_steps.errors import OutputError
 from dezoom_steps.jsonio import read_step_json
 from dezoom_steps.model import Level
+from dezoom_steps.outmeta import icc_from_json
 from dezoom_steps.steps.stitch import TILE_MAX_SIDE, stitch
 from tilekit import encode_tile, grid_tiles, make_tileset, read_canvas, smooth, synthetic, write_tiles_json
 
@@ -88,34 +90,90 @@ def test_smaller_tile_is_pasted_partially_and_reported(tmp_path):
     assert not canvas[y:y + t["h"], x + 19:x + t["w"]].any()
 
 
-def test_tile_modes_are_converted_to_rgb(tmp_path):
-    rng = np.random.default_rng(7)
-    h = w = 32
+def _stitch_variants(tmp_path, tiles_bytes: list[bytes | None], w: int, h: int):
+    """Stitch one row of tiles (None: a tile missing from the cache); returns (report, canvas)."""
+    level = Level(width=w * len(tiles_bytes), height=h, tile_width=w, tile_height=h)
+    tiles = grid_tiles(level, lambda lv, c, r: f"http://127.0.0.1/t/{c}_{r}")
+    for t, data in zip(tiles, tiles_bytes):
+        if data is not None:
+            store(tmp_path / "cache", t["key"], data)
+    write_tiles_json(tmp_path / "tiles.json", level, tiles, "http://127.0.0.1/t/image.dzi")
+    report = stitch(tiles_json=tmp_path / "tiles.json", cache_dir=tmp_path / "cache", canvas=tmp_path / "c.tif",
+                    report=tmp_path / "s.json")
+    with open_canvas(tmp_path / "c.tif") as cv:
+        return report, cv.read_rows(0, h)
+
+
+def _modes(seed: int = 7, h: int = 32, w: int = 32):
+    rng = np.random.default_rng(seed)
     grey = rng.integers(0, 256, (h, w), dtype=np.uint8)
     grey16 = rng.integers(0, 65536, (h, w)).astype(np.uint16)
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     rgba = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
-    pal = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).quantize(16)
+    return grey, grey16, rgb, rgba
+
+
+def test_opaque_tile_modes_make_an_rgb_canvas(tmp_path):
+    grey, grey16, rgb, _ = _modes()
+    pal = Image.fromarray(rgb).quantize(16)
     bilevel = Image.fromarray(grey).convert("1")
-    grey_alpha = Image.fromarray(rgba).convert("LA")
+    cmyk = Image.fromarray(rgb).convert("CMYK")
     variants = [  # (tile bytes, expected RGB, tolerance)
         (_png_bytes(Image.fromarray(grey)), np.repeat(grey[:, :, None], 3, 2), 0),
         (_png_bytes(Image.fromarray(grey16)), np.repeat((grey16 >> 8).astype(np.uint8)[:, :, None], 3, 2), 0),
-        (_png_bytes(Image.fromarray(rgba)), (rgba[:, :, :3].astype(int) * rgba[:, :, 3:] / 255), 1),
         (_png_bytes(pal), np.asarray(pal.convert("RGB")), 0),
         (_png_bytes(bilevel), np.repeat(np.asarray(bilevel)[:, :, None] * 255, 3, 2), 0),
-        (_png_bytes(grey_alpha), _composite(np.asarray(grey_alpha)), 1),
+        (_png_bytes(Image.fromarray(rgb)), rgb, 0),
+        (_tiff_bytes(cmyk), np.asarray(cmyk.convert("RGB")), 0),
     ]
-    level = Level(width=w * len(variants), height=h, tile_width=w, tile_height=h)
-    tiles = grid_tiles(level, lambda lv, c, r: f"http://127.0.0.1/t/{c}_{r}")
-    for t, (data, _, _) in zip(tiles, variants):
-        store(tmp_path / "cache", t["key"], data)
-    write_tiles_json(tmp_path / "tiles.json", level, tiles, "http://127.0.0.1/t/image.dzi")
-    stitch(tiles_json=tmp_path / "tiles.json", cache_dir=tmp_path / "cache", canvas=tmp_path / "c.tif",
-           report=tmp_path / "s.json")
-    canvas = read_canvas(tmp_path / "c.tif")
+    report, canvas = _stitch_variants(tmp_path, [v[0] for v in variants], 32, 32)
+    assert report["channels"] == 3 and canvas.shape[2] == 3
     for i, (_, expected, tol) in enumerate(variants):
-        got = canvas[:, i * w:(i + 1) * w].astype(int)
+        got = canvas[:, i * 32:(i + 1) * 32].astype(int)
         assert np.abs(got - np.rint(expected)).max() <= tol, f"variant {i}"
+
+
+def test_grey_tiles_make_a_grey_canvas(tmp_path):
+    grey, grey16, _, _ = _modes(8)
+    bilevel = Image.fromarray(grey).convert("1")
+    jpeg = io.BytesIO()
+    Image.fromarray(grey).save(jpeg, "JPEG", quality=95)
+    variants = [
+        (_png_bytes(Image.fromarray(grey)), grey, 0),
+        (_png_bytes(Image.fromarray(grey16)), (grey16 >> 8).astype(np.uint8), 0),
+        (_png_bytes(bilevel), np.asarray(bilevel).astype(np.uint8) * 255, 0),
+        (jpeg.getvalue(), np.asarray(Image.open(io.BytesIO(jpeg.getvalue()))), 0),
+    ]
+    report, canvas = _stitch_variants(tmp_path, [v[0] for v in variants] + [None], 32, 32)
+    assert report["channels"] == 1 and canvas.shape[2] == 1
+    for i, (_, expected, tol) in enumerate(variants):
+        assert np.abs(canvas[:, i * 32:(i + 1) * 32, 0].astype(int) - expected).max() <= tol, f"variant {i}"
+    assert not canvas[:, 4 * 32:].any()  # the missing tile stays black
+
+
+def test_a_tile_with_alpha_makes_an_rgba_canvas(tmp_path):
+    grey, _, rgb, rgba = _modes(9)
+    la = Image.fromarray(rgba).convert("LA")
+    pal = Image.fromarray(rgb).quantize(16)
+    pal.info["transparency"] = 3  # palette entry 3 is transparent (a tRNS chunk)
+    variants = [
+        (_png_bytes(Image.fromarray(rgba)), rgba),
+        (_png_bytes(la), np.asarray(la.convert("RGBA"))),
+        (_png_bytes(Image.fromarray(rgb)), np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])),
+        (_png_bytes(pal, transparency=3), np.asarray(pal.convert("RGBA"))),
+    ]
+    report, canvas = _stitch_variants(tmp_path, [v[0] for v in variants] + [None], 32, 32)
+    assert report["channels"] == 4 and canvas.shape[2] == 4
+    for i, (_, expected) in enumerate(variants):
+        np.testing.assert_array_equal(canvas[:, i * 32:(i + 1) * 32], expected, err_msg=f"variant {i}")
+    assert (canvas[:, 3 * 32:4 * 32, 3] == 0).any()  # the transparent palette entry kept its alpha
+    assert not canvas[:, 4 * 32:].any()  # the missing tile is transparent
+
+
+def _tiff_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "TIFF")
+    return buf.getvalue()
 
 
 def _composite(la: np.ndarray) -> np.ndarray:
@@ -134,9 +192,11 @@ def test_icc_profile_is_recorded(tmp_path):
     src = synthetic(64, 64)
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     ts = make_tileset(tmp_path / "a", src, tile=32, icc_profile=icc)
-    assert run(tmp_path / "a", ts)[0]["icc_profile"] is True
+    report = run(tmp_path / "a", ts)[0]
+    assert report["icc_profile"] is True and icc_from_json(report["icc"]) == icc
     ts = make_tileset(tmp_path / "b", src, tile=32)
-    assert run(tmp_path / "b", ts)[0]["icc_profile"] is False
+    report = run(tmp_path / "b", ts)[0]
+    assert report["icc_profile"] is False and report["icc"] is None
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -23,6 +23,7 @@ from dezoom_steps.encoders.jpeg import JPEG_MAX_SIDE, write_jpeg
 from dezoom_steps.encoders.png import write_png
 from dezoom_steps.encoders.tiff import write_tiff
 from dezoom_steps.errors import OutputError
+from dezoom_steps.outmeta import OutputMeta
 
 PNG_MAX_SIDE = 2**31 - 1  # IHDR stores sides as 31-bit integers
 BUILTIN = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff"}
@@ -86,13 +87,15 @@ def check_output_feasible(
                           "use .png, .jpg or .tif, which are written in strips")
 
 
-def write_image(canvas: Canvas, out: BinaryIO, fmt: OutputFormat, compression: int = 5, *, threads: int = 2) -> None:
-    """Encode `canvas` into the open, seekable binary file `out` in format `fmt`."""
+def write_image(canvas: Canvas, out: BinaryIO, fmt: OutputFormat, compression: int = 5, *, threads: int = 2,
+                meta: OutputMeta | None = None) -> None:
+    """Encode `canvas` into the open, seekable binary file `out` in format `fmt`, with `meta` embedded."""
+    meta = meta or OutputMeta()
     if fmt.name == "png":
-        write_png(canvas, out, compression, threads=threads)
+        write_png(canvas, out, compression, threads=threads, meta=meta)
     elif fmt.name == "jpeg":
-        write_jpeg(canvas, out, compression)
+        write_jpeg(canvas, out, compression, meta=meta)
     elif fmt.name == "tiff":
         write_tiff(canvas, out, compression, threads=threads)
     else:
-        pillow_generic.write_pillow(canvas, out, fmt.pillow or fmt.name.upper(), compression)
+        pillow_generic.write_pillow(canvas, out, fmt.pillow or fmt.name.upper(), compression, meta=meta)

@@ -9,6 +9,10 @@ headers with the frame height patched, each strip's entropy-coded data joined by
 ends after MCU row 8k-1; that row's successor is preceded by RST((8k-1) mod 8) = RST7, and the
 markers inside a strip are RST0..RST6 as Pillow numbered them), and EOI.
 The result is byte-identical to a whole-image Pillow encode with the same settings (tested).
+
+A grey canvas gives a one-component JPEG (MCU rows of 8 pixels, strips of 64 rows); an RGBA
+canvas is composited on black, as JPEG has no alpha. The first strip carries the metadata
+segments (JFIF density, EXIF, XMP, ICC profile), which the headers of the file keep.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ import io
 import struct
 from typing import BinaryIO
 
+import numpy as np
 from PIL import Image
 
 from dezoom_steps.canvas import Canvas
 from dezoom_steps.errors import OutputError
+from dezoom_steps.outmeta import OutputMeta
 
 JPEG_MAX_SIDE = 65535  # the frame header stores width and height on 16 bits
 MCU_ROWS = 16  # pixel rows per MCU row with 4:2:0 subsampling
+GREY_MCU_ROWS = 8  # pixel rows per MCU row of a one-component JPEG
 STRIP_PIXELS = 4_000_000  # target pixels per encoded strip (Pillow holds it at 4 B/px)
 SOF_MARKERS = {0xC0, 0xC1, 0xC2}
 RST7 = b"\xff\xd7"
@@ -65,32 +72,63 @@ def patch_height(header: bytes, sof: int, height: int) -> bytes:
     return header[:sof + 5] + struct.pack(">H", height) + header[sof + 7:]
 
 
-def encode_rows(rows, quality: int) -> bytes:
-    """Pillow's JPEG encoding of a (n, w, 3) uint8 block with the strip settings."""
-    img = Image.frombuffer("RGB", (rows.shape[1], rows.shape[0]), rows.tobytes(), "raw", "RGB", 0, 1)
+def metadata_options(meta: OutputMeta | None) -> dict:
+    """Pillow save options that embed `meta`: ICC profile, EXIF (description, software), XMP, DPI."""
+    if meta is None:
+        return {}
+    exif = Image.Exif()
+    exif[0x0131] = meta.software  # Software
+    if meta.description():
+        exif[0x010E] = meta.description().encode("ascii", "replace").decode("ascii")  # ImageDescription
+    options = {"exif": exif.tobytes(), "xmp": meta.xmp()}
+    if meta.icc:
+        options["icc_profile"] = meta.icc
+    if meta.dpi:
+        options["dpi"] = tuple(round(d) for d in meta.dpi)
+    return options
+
+
+def flatten(rows: np.ndarray) -> np.ndarray:
+    """Rows a JPEG can hold: grey or RGB as they are, RGBA composited on black."""
+    if rows.shape[2] != 4:
+        return rows
+    alpha = rows[:, :, 3:].astype(np.uint16)
+    return ((rows[:, :, :3] * alpha + 127) // 255).astype(np.uint8)
+
+
+def encode_rows(rows: np.ndarray, quality: int, meta: OutputMeta | None = None) -> bytes:
+    """Pillow's JPEG encoding of a (n, w, 1 or 3) uint8 block with the strip settings (and `meta`)."""
+    mode = "L" if rows.shape[2] == 1 else "RGB"
+    img = Image.frombuffer(mode, (rows.shape[1], rows.shape[0]), rows.tobytes(), "raw", mode, 0, 1)
     buf = io.BytesIO()
-    img.save(buf, "JPEG", **save_options(quality))
+    img.save(buf, "JPEG", **save_options(quality), **metadata_options(meta))
     return buf.getvalue()
 
 
-def strip_rows(width: int) -> int:
-    """Pixel rows per strip: a multiple of 8 MCU rows (128) holding about STRIP_PIXELS."""
-    unit = 8 * MCU_ROWS
+def strip_unit(channels: int) -> int:
+    """Pixel rows in 8 MCU rows: the granularity of strips for this many channels."""
+    return 8 * (GREY_MCU_ROWS if channels == 1 else MCU_ROWS)
+
+
+def strip_rows(width: int, channels: int = 3) -> int:
+    """Pixel rows per strip: a multiple of 8 MCU rows holding about STRIP_PIXELS."""
+    unit = strip_unit(channels)
     return unit * max(1, STRIP_PIXELS // (unit * width))
 
 
-def write_jpeg(canvas: Canvas, out: BinaryIO, compression: int = 5, *, rows_per_strip: int | None = None) -> None:
-    """Write `canvas` to `out` as a baseline 4:2:0 JPEG, one strip in memory at a time."""
+def write_jpeg(canvas: Canvas, out: BinaryIO, compression: int = 5, *, rows_per_strip: int | None = None,
+               meta: OutputMeta | None = None) -> None:
+    """Write `canvas` to `out` as a baseline JPEG (4:2:0 colour or grey), one strip in memory at a time."""
     width, height = canvas.width, canvas.height
     if max(width, height) > JPEG_MAX_SIDE:
         raise OutputError(f"JPEG cannot hold more than {JPEG_MAX_SIDE} pixels per side; "
                           f"use .png or .tif (the image is {width}x{height})")
     quality = quality_for(compression)
-    step = rows_per_strip or strip_rows(width)
-    if step % (8 * MCU_ROWS):
-        raise ValueError(f"rows_per_strip must be a multiple of {8 * MCU_ROWS}")
+    step = rows_per_strip or strip_rows(width, canvas.channels)
+    if step % strip_unit(canvas.channels):
+        raise ValueError(f"rows_per_strip must be a multiple of {strip_unit(canvas.channels)}")
     for y in range(0, height, step):
-        data = encode_rows(canvas.read_rows(y, step), quality)
+        data = encode_rows(flatten(canvas.read_rows(y, step)), quality, meta if y == 0 else None)
         if y == 0 and step >= height:  # a single strip is the whole image
             out.write(data)
             return

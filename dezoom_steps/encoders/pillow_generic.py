@@ -13,6 +13,7 @@ from typing import BinaryIO
 from PIL import Image
 
 from dezoom_steps.canvas import Canvas
+from dezoom_steps.outmeta import OutputMeta
 
 BYTES_PER_PIXEL = 8  # canvas read (3) + Pillow's RGB storage (4) + encoder slack
 WEBP_MAX_SIDE = 16383  # the WebP bitstream stores sides on 14 bits
@@ -42,10 +43,29 @@ def can_write_rgb(fmt: str) -> str | None:
     return None
 
 
-def write_pillow(canvas: Canvas, out: BinaryIO, fmt: str, compression: int = 5) -> None:
-    """Write `canvas` to `out` in Pillow format `fmt`, reading the whole canvas into memory."""
+def write_pillow(canvas: Canvas, out: BinaryIO, fmt: str, compression: int = 5, *,
+                 meta: OutputMeta | None = None) -> None:
+    """Write `canvas` to `out` in Pillow format `fmt`, reading the whole canvas into memory.
+
+    Grey and RGBA canvases keep their mode when the format takes it, else become RGB; the ICC
+    profile and XMP go along where the plugin accepts them.
+    """
     rows = canvas.read_rows(0, canvas.height)
-    # Pillow copies RGB pixels into its own 4 B/px storage, so the canvas rows can go at once.
-    img = Image.frombytes("RGB", (canvas.width, canvas.height), rows)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[canvas.channels]
+    # Pillow copies the pixels into its own 4 B/px storage, so the canvas rows can go at once.
+    img = Image.frombytes(mode, (canvas.width, canvas.height), rows)
     del rows
-    img.save(out, fmt, **save_options(fmt, compression))
+    options = save_options(fmt, compression)
+    if meta is not None and meta.icc:
+        options["icc_profile"] = meta.icc
+    if meta is not None and fmt in ("WEBP", "TIFF"):
+        options["xmp"] = meta.xmp()
+    start = out.tell()
+    try:
+        img.save(out, fmt, **options)
+    except (OSError, ValueError, KeyError):
+        if img.mode == "RGB":
+            raise
+        out.seek(start)
+        out.truncate()  # this format cannot hold grey or alpha here: RGB then
+        img.convert("RGB").save(out, fmt, **options)

@@ -1,6 +1,7 @@
 """Streaming PNG writer: the canvas is read, filtered and deflated block by block of rows.
 
-Layout of the file: signature, IHDR (8-bit RGB, no interlace), IDAT chunks of about 1 MiB, IEND.
+Layout of the file: signature, IHDR (8-bit grey, RGB or RGBA as the canvas, no interlace), the
+metadata chunks (iCCP, pHYs, iTXt title and XMP, tEXt Software), IDAT chunks of about 1 MiB, IEND.
 Every row uses the Up filter (type 2), computed with numpy over a block of rows; the last row of
 one block is carried as the "prior row" of the next. Memory is bounded by a few blocks.
 
@@ -24,6 +25,7 @@ from typing import BinaryIO
 import numpy as np
 
 from dezoom_steps.canvas import Canvas
+from dezoom_steps.outmeta import OutputMeta
 
 try:  # optional accelerator: same API as zlib, levels 0-3
     from isal import isal_zlib as _isal_zlib
@@ -35,6 +37,8 @@ UP_FILTER = 2
 BLOCK_BYTES = 4 << 20  # filtered bytes per deflate job
 IDAT_BYTES = 1 << 20  # payload size at which an IDAT chunk is flushed
 WINDOW = 32 << 10  # deflate window: the primed dictionary of each block
+COLOUR_TYPE = {1: 0, 3: 2, 4: 6}  # PNG colour type by channels: greyscale, truecolour, truecolour + alpha
+METRES_PER_INCH = 0.0254
 # An empty final deflate block with fixed Huffman codes: BFINAL=1, BTYPE=01, end-of-block.
 FINAL_EMPTY_BLOCK = b"\x03\x00"
 
@@ -67,6 +71,34 @@ def deflate_level(compression: int) -> int:
 def chunk(kind: bytes, data: bytes) -> bytes:
     """One PNG chunk: length, type, data, CRC-32 of type and data."""
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def latin1_keyword(text: str) -> bytes:
+    """A PNG keyword: 1-79 Latin-1 characters."""
+    return text.encode("latin-1", "replace")[:79]
+
+
+def itxt(keyword: str, text: str) -> bytes:
+    """An uncompressed iTXt chunk: UTF-8 text under a Latin-1 keyword (PNG 1.2 §4.2.3.3)."""
+    return chunk(b"iTXt", latin1_keyword(keyword) + b"\0\0\0\0\0" + text.encode("utf-8"))
+
+
+def metadata_chunks(meta: OutputMeta) -> list[bytes]:
+    """iCCP, pHYs, iTXt (Title, Description, XMP) and tEXt (Software) chunks for `meta`."""
+    out = []
+    if meta.icc:
+        # iCCP: profile name, NUL, compression method 0 (deflate), zlib stream of the profile.
+        out.append(chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(meta.icc, 9)))
+    if meta.dpi:
+        ppm = [round(d / METRES_PER_INCH) for d in meta.dpi]
+        out.append(chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))  # unit 1: metre
+    if meta.title:
+        out.append(itxt("Title", meta.title))
+    if meta.source:
+        out.append(itxt("Description", meta.description()))
+    out.append(itxt("XML:com.adobe.xmp", meta.xmp().decode("utf-8")))
+    out.append(chunk(b"tEXt", latin1_keyword("Software") + b"\0" + latin1_keyword(meta.software)))
+    return out
 
 
 def zlib_header(level: int) -> bytes:
@@ -115,18 +147,20 @@ class _IdatWriter:
 
 def write_png(
     canvas: Canvas, out: BinaryIO, compression: int = 5, *, threads: int = 2,
-    block_bytes: int = BLOCK_BYTES, idat_bytes: int = IDAT_BYTES,
+    block_bytes: int = BLOCK_BYTES, idat_bytes: int = IDAT_BYTES, meta: OutputMeta | None = None,
 ) -> None:
-    """Write `canvas` to the binary file `out` as an 8-bit RGB PNG, streaming."""
+    """Write `canvas` to the binary file `out` as an 8-bit grey, RGB or RGBA PNG, streaming."""
     width, height = canvas.width, canvas.height
     if not (0 < width < 2**31 and 0 < height < 2**31):
         raise ValueError(f"PNG cannot hold a {width}x{height} image")
     level = deflate_level(compression)
-    row_bytes = width * 3
+    row_bytes = width * canvas.channels
     rows_per_block = max(1, block_bytes // (row_bytes + 1))
     out.write(SIGNATURE)
-    # IHDR: width, height, bit depth 8, colour type 2 (RGB), deflate, adaptive filtering, no interlace.
-    out.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
+    # IHDR: width, height, bit depth 8, colour type, deflate, adaptive filtering, no interlace.
+    out.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, COLOUR_TYPE[canvas.channels], 0, 0, 0)))
+    for extra in metadata_chunks(meta or OutputMeta()):
+        out.write(extra)
     idat = _IdatWriter(out, idat_bytes)
     idat.add(zlib_header(level))
     prior = np.zeros(row_bytes, dtype=np.uint8)

@@ -20,7 +20,7 @@ import numpy
 import PIL
 import tifffile
 
-from dezoom_steps import __version__, encoders
+from dezoom_steps import __version__, encoders, outmeta
 from dezoom_steps.canvas import open_canvas
 from dezoom_steps.errors import InputError, OutputError
 from dezoom_steps.jsonio import read_step_json, write_step_json
@@ -48,7 +48,8 @@ def encode(
     encoders.check_output_feasible(output, stitched["width"], stitched["height"])
     if output.exists() and not overwrite:
         raise OutputError(f"{output}: file exists; not overwritten")
-    digest, size = _write_image(Path(canvas), output, fmt, compression, stitched, overwrite)
+    meta = outmeta.from_step_docs(tiles, stitched, public_url(tiles["input_url"]))
+    digest, size = _write_image(Path(canvas), output, fmt, compression, stitched, overwrite, meta)
     missing = [{"index": m["index"], "url": public_url(m["url"], tiles["input_url"])} for m in stitched["missing"]]
     body = {
         "output": output.name, "format": fmt.name, "source": public_url(tiles["input_url"]),
@@ -66,7 +67,8 @@ def encode(
 
 
 def _write_image(canvas: Path, output: Path, fmt: encoders.OutputFormat, compression: int,
-                 stitched: dict[str, Any], overwrite: bool = False) -> tuple[str, int]:
+                 stitched: dict[str, Any], overwrite: bool = False,
+                 meta: outmeta.OutputMeta | None = None) -> tuple[str, int]:
     """Encode into a temporary file beside `output`, hash it, rename it; returns (sha256, bytes)."""
     try:
         cv = open_canvas(canvas)
@@ -79,7 +81,7 @@ def _write_image(canvas: Path, output: Path, fmt: encoders.OutputFormat, compres
         tmp = temp_beside(output)
         try:
             with open(tmp, "wb") as f:  # a named file object: tifffile wants its name
-                encoders.write_image(cv, f, fmt, compression)
+                encoders.write_image(cv, f, fmt, compression, meta=meta)
             digest, size = sha256_of(tmp)
             if output.exists() and not overwrite:  # appeared while encoding: still never overwritten
                 raise OutputError(f"{output}: file exists; not overwritten")

@@ -4,8 +4,12 @@ Tiles are grouped into horizontal strips (the tiles of one cell row; overlapping
 irregular layout are merged). One strip buffer of (strip height, canvas width, 3) bytes is
 reused for every strip, so memory is bounded by a tile row, never by the image. Tiles of a
 strip are decoded by a small thread pool (Pillow releases the GIL) straight into the buffer.
-Missing or undecodable tiles stay black and are listed in stitch.json. The canvas is built
-under a temporary name and renamed when complete.
+Missing or undecodable tiles stay black (transparent on an RGBA canvas) and are listed in
+stitch.json. The canvas is built under a temporary name and renamed when complete.
+
+The canvas has as many channels as the tiles need (grey, RGB or RGBA: tilemodes.py reads
+every tile's header first), and the first ICC profile found in the tiles is kept in
+stitch.json for the encoders.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from dezoom_steps import tilemodes
 from dezoom_steps.cache import read_cached, tile_path
 from dezoom_steps.canvas import create_canvas
 from dezoom_steps.errors import OutputError
 from dezoom_steps.jsonio import read_step_json, write_step_json
 from dezoom_steps.model import TileRef
+from dezoom_steps.outmeta import icc_to_json
 from dezoom_steps.tempfiles import temp_beside
 
 TILE_MAX_SIDE = 16384  # a tile wider or taller than this is refused (decompression bomb)
@@ -36,38 +42,56 @@ TileHook = Callable[[bytes, TileRef], bytes]
 
 @dataclass
 class Placed:
-    """The outcome of one tile: placed or not, why not, its decoded size, ICC profile seen."""
+    """The outcome of one tile: placed or not, why not, its decoded size, its ICC profile."""
 
     tile: dict[str, Any]
     ok: bool
     reason: str = ""
     got: tuple[int, int] | None = None
-    icc: bool = False
+    icc: bytes | None = None
+
+
+def _grey16(img: Image.Image) -> np.ndarray:
+    """A 16-bit or float grey image as 8-bit (h, w): the high byte, clipped."""
+    if img.mode == "F":
+        return np.clip(np.asarray(img), 0, 255).astype(np.uint8)
+    return (np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
+
+
+def to_channels(img: Image.Image, channels: int = 3) -> np.ndarray:
+    """A decoded tile as (h, w, channels) uint8 for a grey (1), RGB (3) or RGBA (4) canvas.
+
+    16-bit grey keeps its high byte; palette and CMYK become RGB; on an RGB or grey canvas
+    alpha is composited on black (such a tile only meets such a canvas when its header lied).
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        img = Image.fromarray(_grey16(img), "L")
+    has_alpha = img.mode in tilemodes.ALPHA_MODES or (img.mode in ("P", "L", "RGB") and "transparency" in img.info)
+    if channels == 4:
+        return np.asarray(img if img.mode == "RGBA" else img.convert("RGBA"))
+    if has_alpha:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.uint16)
+        alpha = rgba[:, :, 3:]
+        rgb = ((rgba[:, :, :3] * alpha + 127) // 255).astype(np.uint8)
+        img = Image.fromarray(rgb, "RGB")
+    if channels == 1:
+        return np.asarray(img if img.mode == "L" else img.convert("L"))[:, :, None]
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
 def to_rgb(img: Image.Image) -> np.ndarray:
     """A decoded tile as (h, w, 3) uint8: palette, grey and 16-bit expanded, alpha composited on black."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        grey = (np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if img.mode == "F":
-        grey = np.clip(np.asarray(img), 0, 255).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
-        rgba = np.asarray(img.convert("RGBA"), dtype=np.uint16)
-        alpha = rgba[:, :, 3:]
-        return ((rgba[:, :, :3] * alpha + 127) // 255).astype(np.uint8)
-    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+    return to_channels(img, 3)
 
 
-def decode_image(data: bytes) -> tuple[np.ndarray, bool]:
-    """Decode image bytes (format sniffed from the content) to RGB; returns (pixels, has ICC profile)."""
+def decode_image(data: bytes, channels: int = 3) -> tuple[np.ndarray, bytes | None]:
+    """Decode image bytes (format sniffed from the content); returns (pixels, ICC profile or None)."""
     with Image.open(io.BytesIO(data)) as img:
         w, h = img.size
         if w > TILE_MAX_SIDE or h > TILE_MAX_SIDE:
             raise ValueError(f"tile of {w}x{h} pixels exceeds {TILE_MAX_SIDE} per side")
         img.load()
-        return to_rgb(img), bool(img.info.get("icc_profile"))
+        return to_channels(img, channels), img.info.get("icc_profile") or None
 
 
 @contextlib.contextmanager
@@ -108,8 +132,8 @@ def strips(tiles: list[dict[str, Any]], height: int) -> Iterator[tuple[int, int,
 class _Stitcher:
     """Decodes and pastes tiles into the reused strip buffer."""
 
-    def __init__(self, cache_dir: Path, width: int, hook: TileHook | None):
-        self.cache_dir, self.width, self.hook = cache_dir, width, hook
+    def __init__(self, cache_dir: Path, width: int, hook: TileHook | None, channels: int = 3):
+        self.cache_dir, self.width, self.hook, self.channels = cache_dir, width, hook, channels
 
     def tile_bytes(self, t: dict[str, Any]) -> bytes | None:
         """The cached bytes of tile `t`, through the dezoomer's decode hook when there is one."""
@@ -121,13 +145,31 @@ class _Stitcher:
             return None
         return self.hook(raw, TileRef.from_json(t)) if raw else None
 
+    def tile_kind(self, t: dict[str, Any]) -> int | None:
+        """GREY, RGB or ALPHA (tilemodes) from the tile's header; None when it is missing or unreadable."""
+        if self.hook is None:
+            try:
+                with open(tile_path(self.cache_dir, t["key"]), "rb") as f:
+                    head = f.read(tilemodes.HEAD_BYTES)
+                    try:
+                        return tilemodes.tile_kind(head)
+                    except tilemodes.NeedMore:
+                        return tilemodes.tile_kind(head + f.read())
+            except (OSError, tilemodes.NeedMore):
+                return None
+        try:
+            data = self.tile_bytes(t)
+            return tilemodes.tile_kind(data) if data else None
+        except (Exception, tilemodes.NeedMore):  # a failing hook: the stitch reports the tile
+            return None
+
     def place(self, t: dict[str, Any], strip: np.ndarray, y0: int) -> Placed:
         """Decode tile `t` and paste its cell into `strip` (whose first row is canvas row y0)."""
         try:
             data = self.tile_bytes(t)
             if data is None:
                 return Placed(t, False, "not in the tile cache")
-            pixels, icc = decode_image(data)
+            pixels, icc = decode_image(data, self.channels)
         except UnidentifiedImageError:
             return Placed(t, False, "cannot decode: not an image format Pillow can read")
         except Exception as exc:  # any decoder failure means the tile is unusable, not that the step fails
@@ -142,41 +184,64 @@ class _Stitcher:
 
 def stitch(
     *, tiles_json: Path, cache_dir: Path, canvas: Path, report: Path,
-    decode: TileHook | None = None, threads: int = 2,
+    decode: TileHook | None = None, threads: int = 2, skip: set[int] | None = None,
 ) -> dict[str, Any]:
     """Assemble the canvas from the cached tiles listed in tiles.json; write stitch.json and return it.
 
     `decode` is the dezoomer's `decode_tile(data, tile)` hook (raw bytes -> image file bytes);
-    without it, cached bytes are used as they are.
+    without it, cached bytes are used as they are. Tiles whose index is in `skip` are not
+    decoded (the TIFF writer copies them as they are): their cells stay empty on the canvas
+    and they count as placed RGB tiles.
     """
     doc = read_step_json(tiles_json, "tiles")
     width, height = doc["canvas"]["width"], doc["canvas"]["height"]
-    tiles = [t for t in doc["tiles"] if t["x"] < width and t["y"] < height]
+    skip = skip or set()
+    in_canvas = [t for t in doc["tiles"] if t["x"] < width and t["y"] < height]
+    tiles = [t for t in in_canvas if t["index"] not in skip]
+    passed = [Placed(t, True) for t in in_canvas if t["index"] in skip]
     canvas = Path(canvas)
     stitcher = _Stitcher(Path(cache_dir), width, decode)
     results: list[Placed] = []
     tmp = temp_beside(canvas)
     try:
-        with tile_size_limits(), create_canvas(tmp, width, height) as cv, \
-                ThreadPoolExecutor(max(1, threads)) as pool:
-            buf_rows = max((rows for _, rows, _ in strips(tiles, height)), default=0)
-            buffer = np.zeros((buf_rows, width, 3), dtype=np.uint8)
-            for y0, rows, band in strips(tiles, height):
-                strip = buffer[:rows]
-                strip.fill(0)  # missing tiles stay black
-                results.extend(pool.map(partial(stitcher.place, strip=strip, y0=y0), band))
-                cv.write_rows(y0, strip)
+        with tile_size_limits(), ThreadPoolExecutor(max(1, threads)) as pool:
+            kinds = list(pool.map(stitcher.tile_kind, tiles, chunksize=64))
+            stitcher.channels = tilemodes.canvas_channels(kinds + [tilemodes.RGB] * bool(passed))
+            with create_canvas(tmp, width, height, stitcher.channels) as cv:
+                buf_rows = max((rows for _, rows, _ in strips(tiles, height)), default=0)
+                buffer = np.zeros((buf_rows, width, stitcher.channels), dtype=np.uint8)
+                for y0, rows, band in strips(tiles, height):
+                    strip = buffer[:rows]
+                    strip.fill(0)  # missing tiles stay black (transparent with alpha)
+                    results.extend(pool.map(partial(stitcher.place, strip=strip, y0=y0), band))
+                    cv.write_rows(y0, strip)
         os.replace(tmp, canvas)
     except OSError as exc:
         raise OutputError(f"{canvas}: cannot write the canvas: {exc.strerror or exc}") from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-    return write_step_json(report, "stitch", _report_body(doc, results, width, height))
+    icc = next((r.icc for r in results if r.icc), None)
+    if icc is None and passed:
+        icc = _first_icc(stitcher, [p.tile for p in passed])
+    body = _report_body(doc, results + passed, width, height, stitcher.channels, icc)
+    return write_step_json(report, "stitch", body)
 
 
-def _report_body(doc: dict[str, Any], results: list[Placed], width: int, height: int) -> dict[str, Any]:
-    """The stitch.json body: counts, missing tiles, size mismatches, ICC profile seen."""
+def _first_icc(stitcher: _Stitcher, tiles: list[dict[str, Any]]) -> bytes | None:
+    """The ICC profile of the first of `tiles` that can be opened (headers only)."""
+    for t in tiles[:1]:
+        with contextlib.suppress(Exception):
+            data = stitcher.tile_bytes(t)
+            if data:
+                with Image.open(io.BytesIO(data)) as img:
+                    return img.info.get("icc_profile") or None
+    return None
+
+
+def _report_body(doc: dict[str, Any], results: list[Placed], width: int, height: int,
+                 channels: int, icc: bytes | None) -> dict[str, Any]:
+    """The stitch.json body: counts, missing tiles, size mismatches, channels, ICC profile."""
     placed = [r for r in results if r.ok]
     missing = [{"index": r.tile["index"], "url": r.tile["url"], "reason": r.reason} for r in results if not r.ok]
     mismatches = []
@@ -185,7 +250,8 @@ def _report_body(doc: dict[str, Any], results: list[Placed], width: int, height:
         if r.got is not None and (r.got[0] < need[0] or r.got[1] < need[1]):
             mismatches.append({"index": r.tile["index"], "expected": list(need), "got": list(r.got)})
     return {
-        "image": doc["image"], "width": width, "height": height, "tiles_total": len(doc["tiles"]),
-        "placed": len(placed), "missing": sorted(missing, key=lambda m: m["index"]),
-        "size_mismatches": mismatches, "icc_profile": any(r.icc for r in placed),
+        "image": doc["image"], "width": width, "height": height, "channels": channels,
+        "tiles_total": len(doc["tiles"]), "placed": len(placed),
+        "missing": sorted(missing, key=lambda m: m["index"]),
+        "size_mismatches": mismatches, "icc_profile": icc is not None, "icc": icc_to_json(icc),
     }
