@@ -158,3 +158,30 @@ def test_xmp_packet_escapes_markup():
     ns = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#"}
     assert root.findtext(".//dc:source", namespaces=ns) == "https://example.org/a?b=1&c=<2>"
     assert root.findtext(".//dc:title/rdf:Alt/rdf:li", namespaces=ns) == 'A "title" & <more>'
+
+
+def test_odd_sized_and_corrupt_tiles_are_reported_in_the_sidecar(tmp_path):
+    src = source(3)
+
+    def damage(index: int, pixels: np.ndarray) -> bytes | None:
+        if index == 2:  # decodes to 20x30 instead of its 64x64 cell
+            return encode_png(pixels[:30, :20])
+        if index == 5:  # not an image any more: counts as missing
+            return encode_png(pixels)[:60]
+        return None
+
+    out, side = pipeline(tmp_path, src, "image.png", transform=damage)
+    assert side["size_mismatches"] == [{"index": 2, "expected": [64, 64], "got": [20, 30]}]
+    assert [m["index"] for m in side["missing_tiles"]] == [5] and side["complete"] is False
+    with Image.open(out) as img:
+        got = np.asarray(img)
+    np.testing.assert_array_equal(got[:30, 128:148], src[:30, 128:148])  # placed at its request position
+    assert not got[30:64, 128:192].any()  # the rest of its cell is black
+    assert not got[64:128, 0:64].any()  # the corrupt tile's cell (column 0, row 1) too
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """PNG bytes of an array."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()

@@ -58,6 +58,8 @@ def encode(
         "width": stitched["width"], "height": stitched["height"],
         "complete": not missing, "missing_tiles": missing, "tiles_total": len(tiles["tiles"]),
         "compression": compression, "sha256": digest, "bytes": size, "tool_versions": tool_versions(),
+        "channels": stitched.get("channels", 3), "icc_profile": bool(stitched.get("icc")),
+        "size_mismatches": stitched.get("size_mismatches", []),
     }
     target = Path(sidecar) if sidecar is not None else output.with_name(output.name + ".json")
     try:

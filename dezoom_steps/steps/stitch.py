@@ -225,6 +225,7 @@ def stitch(
     if icc is None and passed:
         icc = _first_icc(stitcher, [p.tile for p in passed])
     body = _report_body(doc, results + passed, width, height, stitcher.channels, icc)
+    body["skipped"] = len(passed)
     return write_step_json(report, "stitch", body)
 
 
