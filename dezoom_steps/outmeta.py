@@ -66,8 +66,8 @@ def icc_from_json(value: str | None) -> bytes | None:
 
 def from_step_docs(tiles: dict[str, Any], stitched: dict[str, Any], source: str) -> OutputMeta:
     """The metadata of an output from tiles.json, stitch.json and the public source URL."""
-    dpi = stitched.get("dpi")
+    dpi = tiles.get("level", {}).get("params", {}).get("dpi")  # a dezoomer that knows it (IIIF physdim)
     return OutputMeta(
         icc=icc_from_json(stitched.get("icc")), source=source, title=tiles.get("title"),
-        date=tiles.get("date"), dpi=tuple(dpi) if dpi else None,
+        date=tiles.get("date"), dpi=(float(dpi), float(dpi)) if dpi else None,
     )

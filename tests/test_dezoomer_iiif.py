@@ -156,3 +156,20 @@ def test_content_checks(doc, error, message):
         return
     with pytest.raises(error, match=message):
         IIIF().resolve(INFO, docs, {})
+
+
+@pytest.mark.parametrize("scale,units,dpi", [(0.0025, "in", 400.0), (0.0127, "cm", 200.0), (0.254, "mm", 100.0)])
+def test_physical_dimensions_service_gives_each_level_its_dpi(scale, units, dpi):
+    doc = {"@context": "http://iiif.io/api/image/2/context.json", "@id": B, "width": 4000, "height": 3000,
+           "tiles": [{"width": 512, "scaleFactors": [1, 2, 4]}],
+           "service": [{"@context": "http://iiif.io/api/annex/services/physdim/1/context.json",
+                        "profile": "http://iiif.io/api/annex/services/physdim", "physicalScale": scale,
+                        "physicalUnits": units}]}
+    levels = resolve(f"{B}/info.json", doc).levels
+    assert [(lv.width, lv.params["dpi"]) for lv in levels] == [(4000, dpi), (2000, dpi / 2), (1000, dpi / 4)]
+
+
+def test_no_physical_dimensions_no_dpi():
+    doc = {"@context": "http://iiif.io/api/image/2/context.json", "@id": B, "width": 400, "height": 300,
+           "service": {"profile": "http://iiif.io/api/annex/services/physdim", "physicalScale": "x"}}
+    assert all("dpi" not in lv.params for lv in resolve(f"{B}/info.json", doc).levels)

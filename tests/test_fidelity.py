@@ -185,3 +185,20 @@ def encode_png(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, "PNG")
     return buf.getvalue()
+
+
+def test_dpi_from_the_metadata_reaches_png_and_jpeg(tmp_path):
+    from dezoom_steps.jsonio import read_step_json, write_step_json
+
+    src = source(3)
+    for name in ("image.png", "image.jpg"):
+        ts = make_tileset(tmp_path / name / "tiles", src, tile=64)
+        doc = read_step_json(ts.tiles_json, "tiles")
+        doc["level"]["params"]["dpi"] = 300.0  # as the IIIF dezoomer records a physdim service
+        write_step_json(ts.tiles_json, "tiles", {k: v for k, v in doc.items() if k != "schema"})
+        work = tmp_path / name / "work"
+        stitch(tiles_json=ts.tiles_json, cache_dir=ts.cache, canvas=work / "c.tif", report=work / "s.json")
+        out = tmp_path / name / name
+        encode(tiles_json=ts.tiles_json, stitch_json=work / "s.json", canvas=work / "c.tif", output=out)
+        with Image.open(out) as img:
+            assert [round(d) for d in img.info["dpi"]] == [300, 300]

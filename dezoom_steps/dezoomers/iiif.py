@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
@@ -223,6 +224,10 @@ class IIIF(Dezoomer):
         common = {"base": base, "quality": info.quality(), "size": "w,h" if info.version() == 3 else "w,",
                   "full_width": width, "full_height": height, "query": info_query(info_url)}
         levels = build_levels(info, width, height, common)
+        full_dpi = physical_dpi(doc)
+        if full_dpi is not None:  # the resolution of each level scales with its width
+            levels = [replace(lv, params={**lv.params, "dpi": round(full_dpi * lv.width / width, 3)})
+                      for lv in levels]
         return Found(levels=levels, title=name_from_url(base))
 
     def tile_url(self, level: Level, col: int, row: int) -> str:
@@ -280,6 +285,25 @@ def _sizes(info: _Info) -> list[tuple[int, int]]:
             if fits and (not max_area or w * h <= max_area):
                 out.append((w, h))
     return out
+
+
+INCHES_PER_UNIT = {"in": 1.0, "cm": 1 / 2.54, "mm": 1 / 25.4}
+
+
+def physical_dpi(doc: dict[str, Any]) -> float | None:
+    """Pixels per inch of the full image from a Physical Dimensions service, or None.
+
+    IIIF Physical Dimensions annex: "physicalScale: the number to multiply by the size in pixels
+    to get the size in physicalUnits" ("in", "cm" or "mm").
+    """
+    services = doc.get("service")
+    for service in services if isinstance(services, list) else [services]:
+        if not isinstance(service, dict) or "physdim" not in str(service.get("profile", "")):
+            continue
+        scale, unit = service.get("physicalScale"), INCHES_PER_UNIT.get(str(service.get("physicalUnits")))
+        if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0 and unit:
+            return 1 / (scale * unit)
+    return None
 
 
 def build_levels(info: _Info, width: int, height: int, common: dict[str, Any]) -> list[Level]:
