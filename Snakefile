@@ -1,5 +1,6 @@
 # dezoom-steps: download zoomable (tiled) images and stitch them, one chain of jobs per image:
-#   [expand_bulk] -> resolve -> list_tiles -> fetch_tiles (shards) -> stitch -> encode -> summary
+#   [expand_bulk] -> resolve -> list_tiles -> fetch_tiles (shards) -> [fill_tiles] -> stitch -> encode -> summary
+# (fill_tiles runs only with on_missing: fill)
 # Inputs listed in the config are known at parse time; bulk lists and IIIF manifests are
 # expanded by the `expand_bulk` checkpoint, after which the DAG grows one chain per entry.
 # Rules only; helpers live in dezoom_steps.plan. Every step is a script in scripts/ run with
@@ -20,6 +21,7 @@ IMAGES = plan.images(config, Path(workflow.basedir))
 BULK = plan.bulk_sources(config, Path(workflow.basedir))
 WORK, CACHE, RESULTS = config["work_dir"], config["cache_dir"], config["results_dir"]
 SHARDS = range(config["shards"])
+ON_MISSING = config["on_missing"]
 PY = sys.executable
 SCRIPTS = os.path.join(workflow.basedir, "scripts")
 
@@ -124,13 +126,15 @@ rule list_tiles:
         py=PY,
         script=os.path.join(SCRIPTS, "list_tiles.py"),
         select=lambda wc: plan.selection_args(config, bulk=wc.image not in IMAGES),
+        region=plan.quote_all(["--region", config["region"]]) if config["region"] else "",
         target=lambda wc: output_of(wc.image),
         errors=error_file,
     log:
         f"logs/{{image}}/list_tiles.log",
     shell:
         "{params.py:q} {params.script:q} {input:q} -o {output:q} --image {wildcards.image:q} "
-        "--output-file {params.target:q} --error-file {params.errors:q} {params.select} 2>&1 | tee {log:q}"
+        "--output-file {params.target:q} --error-file {params.errors:q} {params.select} {params.region} "
+        "2>&1 | tee {log:q}"
 
 
 rule fetch_tiles:
@@ -144,6 +148,7 @@ rule fetch_tiles:
         cache=lambda wc: f"{CACHE}/{wc.image}",
         shards=config["shards"],
         net=plan.net_args(config),
+        on_missing=ON_MISSING,
         errors=error_file,
     resources:
         http=1,
@@ -151,7 +156,31 @@ rule fetch_tiles:
         f"logs/{{image}}/fetch-{{shard}}.log",
     shell:
         "{params.py:q} {params.script:q} {input:q} --cache {params.cache:q} --report {output:q} "
-        "--shard {wildcards.shard} --shards {params.shards} --error-file {params.errors:q} {params.net} "
+        "--shard {wildcards.shard} --shards {params.shards} --on-missing {params.on_missing} "
+        "--error-file {params.errors:q} {params.net} 2>&1 | tee {log:q}"
+
+
+rule fill_tiles:
+    # on_missing: fill: fetch the lower-level tiles covering the missing tiles (network), for stitch
+    input:
+        resolve=f"{WORK}/{{image}}/resolve.json",
+        tiles=f"{WORK}/{{image}}/tiles.json",
+        shards=expand(f"{WORK}/{{{{image}}}}/fetch/shard-{{shard}}.json", shard=SHARDS),
+    output:
+        f"{WORK}/{{image}}/fill.json",
+    params:
+        py=PY,
+        script=os.path.join(SCRIPTS, "fill_tiles.py"),
+        cache=lambda wc: f"{CACHE}/{wc.image}",
+        net=plan.net_args(config),
+        errors=error_file,
+    resources:
+        http=1,
+    log:
+        f"logs/{{image}}/fill_tiles.log",
+    shell:
+        "{params.py:q} {params.script:q} --resolve {input.resolve:q} --tiles {input.tiles:q} "
+        "--cache {params.cache:q} --report {output:q} --error-file {params.errors:q} {params.net} "
         "2>&1 | tee {log:q}"
 
 
@@ -159,6 +188,7 @@ rule stitch:
     input:
         tiles=f"{WORK}/{{image}}/tiles.json",
         shards=expand(f"{WORK}/{{{{image}}}}/fetch/shard-{{shard}}.json", shard=SHARDS),
+        fill=lambda wc: [f"{WORK}/{wc.image}/fill.json"] if ON_MISSING == "fill" else [],
     output:
         canvas=temp(f"{WORK}/{{image}}/canvas.tif"),
         report=f"{WORK}/{{image}}/stitch.json",
@@ -166,12 +196,16 @@ rule stitch:
         py=PY,
         script=os.path.join(SCRIPTS, "stitch.py"),
         cache=lambda wc: f"{CACHE}/{wc.image}",
+        target=lambda wc: output_of(wc.image),  # a JPEG TIFF copies tiles: stitch skips decoding them
+        tiff_compression=config["tiff_compression"],
         errors=error_file,
     log:
         f"logs/{{image}}/stitch.log",
     shell:
         "{params.py:q} {params.script:q} --tiles {input.tiles:q} --cache {params.cache:q} "
-        "--canvas {output.canvas:q} --report {output.report:q} --error-file {params.errors:q} 2>&1 | tee {log:q}"
+        "--canvas {output.canvas:q} --report {output.report:q} --error-file {params.errors:q} "
+        "--output {params.target:q} --tiff-compression {params.tiff_compression} "
+        + ("--fill {input.fill:q} " if ON_MISSING == "fill" else "") + "2>&1 | tee {log:q}"
 
 
 rule encode:
@@ -186,13 +220,41 @@ rule encode:
         py=PY,
         script=os.path.join(SCRIPTS, "encode.py"),
         compression=config["compression"],
+        on_missing=ON_MISSING,
+        cache=lambda wc: f"{CACHE}/{wc.image}",
+        tiff="--tiff-compression {} --{}tiff-pyramid".format(
+            config["tiff_compression"], "" if config["tiff_pyramid"] else "no-"),
+        iiif=plan.quote_all(["--iiif-base-url", config["iiif_base_url"]]) if config["iiif_base_url"] else "",
         errors=error_file,
     log:
         f"logs/{{image}}/encode-{{ext}}.log",
     shell:
         "{params.py:q} {params.script:q} --tiles {input.tiles:q} --stitch {input.report:q} --canvas {input.canvas:q} "
         "--output {output.image:q} --sidecar {output.sidecar:q} --compression {params.compression} "
+        "--on-missing {params.on_missing} --cache {params.cache:q} {params.tiff} {params.iiif} "
         "--error-file {params.errors:q} 2>&1 | tee {log:q}"
+
+
+# Folder outputs (encoders/folders.py): the same step, but Snakemake must know the outputs are
+# folders. `.iiif` is one folder; `.dzi` is the descriptor plus its NAME_files folder.
+ruleorder: encode_iiif > encode_dzi > encode
+
+
+use rule encode as encode_iiif with:
+    output:
+        image=directory(f"{RESULTS}/{{image}}.iiif"),
+        sidecar=f"{RESULTS}/{{image}}.iiif.json",
+    log:
+        f"logs/{{image}}/encode-iiif.log",
+
+
+use rule encode as encode_dzi with:
+    output:
+        image=f"{RESULTS}/{{image}}.dzi",
+        files=directory(f"{RESULTS}/{{image}}_files"),
+        sidecar=f"{RESULTS}/{{image}}.dzi.json",
+    log:
+        f"logs/{{image}}/encode-dzi.log",
 
 
 rule summary:

@@ -10,8 +10,12 @@ from typing import Any, NoReturn
 
 from dezoom_steps import __version__
 from dezoom_steps.download import Request, complete_sidecar, download
+from dezoom_steps.encoders.folders import check_base_url
+from dezoom_steps.encoders.tiff import COMPRESSIONS
 from dezoom_steps.errors import BUG_EXIT_CODE, DezoomError, IncompleteRun, InputError, OutputError, PartialDownload
+from dezoom_steps.fill import ON_MISSING, FilledPartial
 from dezoom_steps.naming import ON_EXISTS_POLICIES
+from dezoom_steps.region import parse_region
 from dezoom_steps.steps.expand import expand
 from dezoom_steps.netargs import add_net_arguments, net_options
 from dezoom_steps.steps.list_tiles import DEFAULT_PIXEL_BUDGET, Selection
@@ -48,11 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--image-index", type=_natural, help="image index when the input holds several")
     sel.add_argument("--pixel-budget", type=_positive, default=DEFAULT_PIXEL_BUDGET,
                      help="refuse levels above this many pixels (default: %(default)s)")
+    sel.add_argument("--region", type=_region, metavar="X,Y,W,H",
+                     help="download only this rectangle of the chosen level: pixels, or fractions when all "
+                          "four have a decimal point (0.25,0.25,0.5,0.5 is the middle quarter)")
     add_net_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--compression", type=_percent, default=5, help="0-100: JPEG quality is 100 minus this; PNG effort (5)")
+    o.add_argument("--tiff-compression", choices=COMPRESSIONS, default="jpeg",
+                   help="TIFF tiles: jpeg (server JPEG tiles copied as they are when they fit), deflate, "
+                        "zstd or none (default jpeg)")
+    o.add_argument("--tiff-pyramid", action=argparse.BooleanOptionalAction, default=True,
+                   help="TIFF: add half, quarter... size levels as SubIFDs (default: yes)")
     o.add_argument("-c", "--tile-cache", metavar="DIR", help="keep tiles here; a rerun downloads only missing ones")
-    o.add_argument("--format", metavar="EXT", help="output format when no OUTFILE names one (png, jpg, tif...)")
+    o.add_argument("--format", metavar="EXT", help="output format when no OUTFILE names one (png, jpg, tif, iiif, dzi...)")
+    o.add_argument("--iiif-base-url", metavar="URL", type=_base_url,
+                   help=".iiif outputs: the URL of the folder where the .iiif folder will be published "
+                        "(info.json's id becomes URL/NAME.iiif; default: a relative id)")
+    o.add_argument("--on-missing", choices=ON_MISSING, default="blank",
+                   help="tiles that cannot be downloaded: blank leaves them black (default), fail writes "
+                        "no image, fill upscales the same area from a lower zoom level; all exit 6")
     o.add_argument("--on-exists", choices=ON_EXISTS_POLICIES,
                    help="when the output exists: skip it, overwrite it, or add _0001... "
                         "(default: refuse an explicit OUTFILE; suffix default names)")
@@ -75,6 +93,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _base_url(text: str) -> str:
+    """argparse type: an http(s) URL for --iiif-base-url."""
+    try:
+        return check_base_url(text) or ""
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _natural(text: str) -> int:
     """argparse type: an integer >= 0."""
     try:
@@ -84,6 +110,15 @@ def _natural(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
     return value
+
+
+def _region(text: str) -> str:
+    """argparse type: a --region value (checked here, resolved against the level by list_tiles)."""
+    try:
+        parse_region(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _percent(text: str) -> int:
@@ -119,6 +154,9 @@ def _request(args: argparse.Namespace, url: str, **extra: Any) -> Request:
         url=url, options=net_options(args), selection=_selection(args), dezoomer=args.dezoomer,
         extension=args.format, on_exists=args.on_exists, compression=args.compression,
         pixel_budget=args.pixel_budget, tile_cache=Path(args.tile_cache) if args.tile_cache else None,
+        region=args.region, on_missing=args.on_missing,
+        tiff_compression=args.tiff_compression, tiff_pyramid=args.tiff_pyramid,
+        iiif_base_url=args.iiif_base_url,
         choose=_ask_index if sys.stdin.isatty() and sys.stderr.isatty() else None)
     return Request(**{**fields, **extra})
 
@@ -131,8 +169,11 @@ def run(args: argparse.Namespace) -> Path:
         print(f"{PROG}: output exists; skipped (--on-exists skip)", file=sys.stderr)
         return result.path
     if not result.sidecar["complete"]:
-        raise PartialDownload(str(result.path), len(result.sidecar["missing_tiles"]),
-                              result.sidecar["tiles_total"])
+        missing, total = len(result.sidecar["missing_tiles"]), result.sidecar["tiles_total"]
+        filled = len(result.sidecar.get("filled_regions", []))
+        if filled:
+            raise FilledPartial(str(result.path), missing, total, filled)
+        raise PartialDownload(str(result.path), missing, total)
     return result.path
 
 

@@ -13,13 +13,16 @@ from typing import Any, Callable
 from dezoom_steps import net
 from dezoom_steps.collections import iiif_manifest
 from dezoom_steps.encoders import check_output_feasible
+from dezoom_steps.encoders.tiff_passthrough import stitch_skip
 from dezoom_steps.errors import NoDezoomerFits, NoTileError, OutputError
+from dezoom_steps.fill import require_all
 from dezoom_steps.jsonio import read_step_json
 from dezoom_steps.model import Level
 from dezoom_steps.naming import claim_output, default_extension, sanitize
 from dezoom_steps.steps.encode import encode
 from dezoom_steps.steps.expand import manifest_entries
 from dezoom_steps.steps.fetch_tiles import fetch_tiles
+from dezoom_steps.steps.fill_tiles import fill_tiles
 from dezoom_steps.steps.list_tiles import Selection, list_tiles
 from dezoom_steps.steps.resolve import resolve
 from dezoom_steps.steps.stitch import stitch
@@ -47,6 +50,11 @@ class Request:
     compression: int = 5
     pixel_budget: int = 10_000_000_000
     choose: Chooser | None = None  # asks the user which image; None: take the first
+    region: str | None = None  # --region x,y,w,h (pixels or fractions of the chosen level)
+    on_missing: str = "blank"  # --on-missing blank|fail|fill
+    tiff_compression: str = "jpeg"  # --tiff-compression jpeg|deflate|zstd|none
+    tiff_pyramid: bool = True  # --tiff-pyramid / --no-tiff-pyramid
+    iiif_base_url: str | None = None  # --iiif-base-url: where a .iiif folder will be published
     progress: bool = True
 
 
@@ -142,7 +150,7 @@ def download(req: Request) -> Result:
             labels = [f"{g or 'image'} ({lv.width} x {lv.height} pixels)" for g, lv in choices]
             selection = Selection(**{**selection.__dict__, "image_index": _pick(labels, req, res["input_url"])})
         tiles = list_tiles(resolve_json=work / "resolve.json", output=work / "tiles.json", image="cli",
-                           selection=selection, pixel_budget=req.pixel_budget)
+                           selection=selection, pixel_budget=req.pixel_budget, region=req.region)
         width, height = tiles["canvas"]["width"], tiles["canvas"]["height"]
         target = _output_for(req, tiles["title"], width, height)
         if target is None:
@@ -159,11 +167,22 @@ def download(req: Request) -> Result:
             first = report["failed"][0]
             raise NoTileError(f"{tiles['input_url']}: could not get any of the {total} tiles "
                               f"(first failure: {first['url']}: {first['error']})")
+        if req.on_missing == "fail":  # before stitching: no image at all
+            require_all(tiles["input_url"], report["failed"], total, cached=req.tile_cache is not None)
+        fill = None
+        if req.on_missing == "fill":
+            fill = work / "fill.json"
+            fill_tiles(resolve_json=work / "resolve.json", tiles_json=work / "tiles.json", cache_dir=cache,
+                       report=fill, options=req.options)
+        skip = stitch_skip(work / "tiles.json", cache, out, req.tiff_compression)  # copied into the TIFF
         stitch(tiles_json=work / "tiles.json", cache_dir=cache, canvas=work / "canvas.tif",
-               report=work / "stitch.json")
+               report=work / "stitch.json", fill=fill, skip=skip)
         sidecar = encode(tiles_json=work / "tiles.json", stitch_json=work / "stitch.json",
                          canvas=work / "canvas.tif", output=out, compression=req.compression,
-                         overwrite=replace)
+                         overwrite=replace, on_missing=req.on_missing, cached=req.tile_cache is not None,
+                         cache_dir=cache,
+                         tiff_compression=req.tiff_compression, tiff_pyramid=req.tiff_pyramid,
+                         iiif_base_url=req.iiif_base_url)
         return Result(out, sidecar)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -15,7 +15,7 @@ import jsonschema
 
 from dezoom_steps.errors import InputError
 
-KINDS = ("bulk", "resolve", "tiles", "fetch", "stitch", "output")
+KINDS = ("bulk", "resolve", "tiles", "fetch", "fill", "stitch", "output")
 
 
 def schema_id(kind: str) -> str:

@@ -55,7 +55,7 @@ def images(config: dict[str, Any], basedir: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-KNOWN_EXTENSIONS = {"jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp", "gif"}
+KNOWN_EXTENSIONS = {"jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp", "gif", "iiif", "dzi"}
 
 
 def net_args(config: dict[str, Any]) -> str:

@@ -16,9 +16,11 @@ p.add_argument("--report", type=Path, required=True, help="shard report to write
 p.add_argument("--shard", type=int, default=0, help="this job's shard number K (0-based)")
 p.add_argument("--shards", type=int, default=1, help="number of shards N")
 p.add_argument("--progress", action="store_true", help="show a progress bar on a terminal")
+p.add_argument("--on-missing", choices=("blank", "fail", "fill"), default="blank",
+               help="fail: exit 6 when a tile could not be fetched (blank and fill: report it)")
 add_net_arguments(p)
 p.add_argument("--error-file", type=Path, help="record an error here (for the run summary)")
 a = p.parse_args()
 sys.exit(run_step("fetch_tiles", lambda: fetch_tiles(
     tiles_json=a.tiles_json, cache_dir=a.cache, report=a.report, shard=a.shard, shards=a.shards,
-    options=net_options(a), progress=a.progress), error_file=a.error_file))
+    options=net_options(a), progress=a.progress, on_missing=a.on_missing), error_file=a.error_file))

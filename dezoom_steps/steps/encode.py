@@ -22,7 +22,10 @@ import tifffile
 
 from dezoom_steps import __version__, encoders, outmeta
 from dezoom_steps.canvas import open_canvas
+from dezoom_steps.encoders import folders
+from dezoom_steps.encoders.tiff import tiff_write_args
 from dezoom_steps.errors import InputError, OutputError
+from dezoom_steps.fill import require_all
 from dezoom_steps.jsonio import read_step_json, write_step_json
 from dezoom_steps.tempfiles import temp_beside
 from dezoom_steps.urls import file_url_path, is_file_url
@@ -33,23 +36,37 @@ DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 def encode(
     *, tiles_json: Path, stitch_json: Path, canvas: Path, output: Path,
     sidecar: Path | None = None, compression: int = 5, overwrite: bool = False,
+    on_missing: str = "blank", cached: bool = True, cache_dir: Path | None = None,
+    tiff_compression: str = "jpeg", tiff_pyramid: bool = True, iiif_base_url: str | None = None,
 ) -> dict[str, Any]:
     """Encode `canvas` into `output` (format by extension) and write the sidecar; returns the sidecar.
 
     An existing `output` is refused unless `overwrite` (then it is replaced atomically, only
-    once the new image is complete).
+    once the new image is complete). With `on_missing="fail"`, a missing tile means no image
+    (TilesMissing, exit 6; `cached` says whether the tiles that arrived are kept for a rerun).
+    TIFF: `tiff_compression` (jpeg, deflate, zstd, none), pyramid levels unless not
+    `tiff_pyramid`; with `cache_dir` (the tile cache) server JPEG tiles that fit are
+    copied into the TIFF as they are. IIIF folders: `iiif_base_url` is where the folder will be
+    published (its info.json `id` is that URL plus the folder's name).
     """
     output = Path(output)
     if not isinstance(compression, int) or not 0 <= compression <= 100:
         raise InputError(f"compression must be a whole number from 0 to 100, got {compression!r}")
     tiles = read_step_json(tiles_json, "tiles")
     stitched = read_step_json(stitch_json, "stitch")
+    if on_missing == "fail":  # --on-missing fail: no image at all when a tile is missing
+        require_all(public_url(tiles["input_url"]), stitched["missing"], len(tiles["tiles"]), cached)
     fmt = encoders.output_format(output)
     encoders.check_output_feasible(output, stitched["width"], stitched["height"])
     if output.exists() and not overwrite:
         raise OutputError(f"{output}: file exists; not overwritten")
     meta = outmeta.from_step_docs(tiles, stitched, public_url(tiles["input_url"]))
-    digest, size = _write_image(Path(canvas), output, fmt, compression, stitched, overwrite, meta)
+    extra = tiff_write_args(fmt.name, tiles, cache_dir, tiff_compression, tiff_pyramid)
+    if fmt.name == "iiif":
+        extra = {**extra, "iiif_base_url": folders.check_base_url(iiif_base_url)}
+    written: dict[str, Any] = {}
+    digest, size = _write_image(Path(canvas), output, fmt, compression, stitched, overwrite, meta,
+                                extra=extra, written=written)
     missing = [{"index": m["index"], "url": public_url(m["url"], tiles["input_url"])} for m in stitched["missing"]]
     body = {
         "output": output.name, "format": fmt.name, "source": public_url(tiles["input_url"]),
@@ -61,6 +78,13 @@ def encode(
         "channels": stitched.get("channels", 3), "icc_profile": bool(stitched.get("icc")),
         "size_mismatches": stitched.get("size_mismatches", []),
     }
+    body["on_missing"] = on_missing
+    if written:  # TIFF: compression used, levels, tiles copied as they are vs encoded
+        body["tiff"] = written
+    if "region" in tiles["selection"]:  # --region: the image is this rectangle of the level
+        body["region"] = tiles["selection"]["region"]
+    if "filled" in stitched:  # --on-missing fill: holes repaired from a lower level
+        body["filled_regions"] = stitched["filled"]
     target = Path(sidecar) if sidecar is not None else output.with_name(output.name + ".json")
     try:
         return write_step_json(target, "output", body)
@@ -70,8 +94,12 @@ def encode(
 
 def _write_image(canvas: Path, output: Path, fmt: encoders.OutputFormat, compression: int,
                  stitched: dict[str, Any], overwrite: bool = False,
-                 meta: outmeta.OutputMeta | None = None) -> tuple[str, int]:
-    """Encode into a temporary file beside `output`, hash it, rename it; returns (sha256, bytes)."""
+                 meta: outmeta.OutputMeta | None = None, extra: dict[str, Any] | None = None,
+                 written: dict[str, Any] | None = None) -> tuple[str, int]:
+    """Encode into a temporary file beside `output`, hash it, rename it; returns (sha256, bytes).
+
+    `extra`: more write_image keywords (TIFF options); what write_image reports goes into `written`.
+    """
     try:
         cv = open_canvas(canvas)
     except (OSError, ValueError, tifffile.TiffFileError) as exc:
@@ -80,10 +108,18 @@ def _write_image(canvas: Path, output: Path, fmt: encoders.OutputFormat, compres
         if (cv.width, cv.height) != (stitched["width"], stitched["height"]):
             raise InputError(f"{canvas}: canvas is {cv.width}x{cv.height}, stitch.json says "
                              f"{stitched['width']}x{stitched['height']}")
+        if fmt.name in folders.FORMATS:  # .iiif / .dzi: a tree built beside, then renamed into place
+            try:
+                return folders.write_folder_output(cv, output, fmt.name, compression, meta=meta,
+                                                   overwrite=overwrite, **(extra or {}))
+            except OSError as exc:
+                raise _output_error(output, exc) from None
         tmp = temp_beside(output)
         try:
             with open(tmp, "wb") as f:  # a named file object: tifffile wants its name
-                encoders.write_image(cv, f, fmt, compression, meta=meta)
+                report = encoders.write_image(cv, f, fmt, compression, meta=meta, **(extra or {}))
+            if written is not None and report:
+                written.update(report)
             digest, size = sha256_of(tmp)
             if output.exists() and not overwrite:  # appeared while encoding: still never overwritten
                 raise OutputError(f"{output}: file exists; not overwritten")

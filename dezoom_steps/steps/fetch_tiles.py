@@ -19,6 +19,7 @@ from dezoom_steps import cache, jsonio, net
 from dezoom_steps.dezoomers import by_name
 from dezoom_steps.dezoomers.base import Dezoomer
 from dezoom_steps.errors import InputError, OutputError
+from dezoom_steps.fill import require_all
 from dezoom_steps.model import TileRef
 from dezoom_steps.urls import is_file_url
 
@@ -68,8 +69,13 @@ def fetch_tiles(
     options: net.NetOptions | None = None,
     progress: bool = False,
     decode: Decode | None = None,
+    on_missing: str = "blank",
 ) -> dict[str, Any]:
     """Fetch the missing tiles of one shard into `cache_dir`; write and return the shard report.
+
+    With `on_missing="fail"` a tile that could not be fetched raises TilesMissing (exit 6) once
+    the report is written: the workflow stops this image before stitching, and a rerun fetches
+    only the missing tiles.
 
     `decode(raw, tile_json)` post-processes a body before its image check (e.g. decryption);
     its output is what the cache stores (spec §7.7). When it is not given, the `decode_tile`
@@ -134,4 +140,6 @@ def fetch_tiles(
     if len(failed) > MAX_LOGGED_FAILURES:
         log.info("... and %d more tiles not downloaded (all are listed in %s)",
                     len(failed) - MAX_LOGGED_FAILURES, report)
+    if on_missing == "fail":
+        require_all(doc["input_url"], body["failed"], len(assigned))
     return written

@@ -2,7 +2,9 @@
 
 Everything that can be known before downloading is checked here, so impossible outputs
 are refused before a single tile is fetched: the pixel budget, and the output format's
-size limits when the output path is known.
+size limits when the output path is known. With a region (`--region`, see
+dezoom_steps/region.py) only the tiles meeting it are listed, their cells are made relative
+to it, and the canvas is the region: budgets and format limits apply to the region's size.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dezoom_steps.dezoomers import by_name
 from dezoom_steps.errors import InputError, OutputError
 from dezoom_steps.jsonio import read_step_json, write_step_json
 from dezoom_steps.model import Level
+from dezoom_steps.region import Region, crop_cell, parse_region, resolve_region
 from dezoom_steps.urls import is_http
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,7 @@ def list_tiles(
     selection: Selection = Selection(),
     pixel_budget: int = DEFAULT_PIXEL_BUDGET,
     output_file: Path | None = None,
+    region: str | None = None,
 ) -> dict[str, Any]:
     """Choose a level from resolve.json, list its tiles, check budgets; write tiles.json.
 
@@ -92,36 +96,49 @@ def list_tiles(
         selection: level choice.
         pixel_budget: refuse levels with more pixels than this.
         output_file: the final output path, when known, to check format limits early.
+        region: `x,y,w,h` in pixels or fractions of the chosen level (None: the whole level).
     """
     res = read_step_json(resolve_json, "resolve")
     levels = [Level.from_json(d) for d in res["levels"]]
     _group, candidates = choose_image(levels, selection.image_index)
     level, rule = choose_level(candidates, selection)
     index = levels.index(level)
-    pixels = level.width * level.height
+    spec = parse_region(region) if region else None
+    rect = (resolve_region(spec, level.width, level.height, res["input_url"]) if spec is not None
+            else Region(0, 0, level.width, level.height))
+    pixels = rect.w * rect.h
     if pixels > pixel_budget:
+        what = f"region is {rect.w}x{rect.h}" if spec is not None else f"level is {level.width}x{level.height}"
         raise OutputError(
-            f"{res['input_url']}: the chosen level is {level.width}x{level.height} = {pixels:,} pixels, "
+            f"{res['input_url']}: the chosen {what} = {pixels:,} pixels, "
             f"above the pixel budget of {pixel_budget:,}; choose a smaller level (-w/-h/--zoom-level) "
             "or raise the budget (--pixel-budget)")
     if output_file is not None:
         from dezoom_steps.encoders import check_output_feasible
 
-        check_output_feasible(Path(output_file), level.width, level.height)
+        check_output_feasible(Path(output_file), rect.w, rect.h)
     dz = by_name(res["dezoomer"])
-    tiles = [dict(t.to_json(), key=cache_key(t.url)) for t in dz.tiles(level)]
+    tiles = []
+    for t in dz.tiles(level):
+        cell = t.to_json() if spec is None else crop_cell(t.to_json(), rect)
+        if cell is not None:
+            tiles.append(dict(cell, key=cache_key(t.url)))
     headers = dict(res["headers"])
     if is_http(res["input_url"]) and not any(k.lower() == "referer" for k in headers):
         headers["Referer"] = res["input_url"]
+    chosen: dict[str, Any] = {"rule": rule, "level_index": index}
+    if spec is not None:
+        # the region in pixels of the chosen level, and as the user wrote it
+        chosen["region"] = dict(rect.to_json(), requested=spec.text)
     doc = {
         "image": image,
         "input_url": res["input_url"],
         "dezoomer": res["dezoomer"],
         "title": res["title"],
         "headers": headers,
-        "selection": {"rule": rule, "level_index": index},
+        "selection": chosen,
         "level": level.to_json(),
-        "canvas": {"width": level.width, "height": level.height},
+        "canvas": {"width": rect.w, "height": rect.h},
         "estimates": {"tiles": len(tiles), "pixels": pixels, "raw_bytes": pixels * 3},
         "tiles": tiles,
     }

@@ -15,6 +15,7 @@ stitch.json for the encoders.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import warnings
@@ -31,6 +32,7 @@ from dezoom_steps import tilemodes
 from dezoom_steps.cache import read_cached, tile_path
 from dezoom_steps.canvas import create_canvas
 from dezoom_steps.errors import OutputError
+from dezoom_steps.fill import FillPlan, fill_into, filled_region
 from dezoom_steps.jsonio import read_step_json, write_step_json
 from dezoom_steps.model import TileRef
 from dezoom_steps.outmeta import icc_to_json
@@ -134,6 +136,8 @@ class _Stitcher:
 
     def __init__(self, cache_dir: Path, width: int, hook: TileHook | None, channels: int = 3):
         self.cache_dir, self.width, self.hook, self.channels = cache_dir, width, hook, channels
+        self.fills: dict[int, FillPlan] = {}  # --on-missing fill: plans by tile index (fill.json)
+        self.filled: list[FillPlan] = []  # the plans pasted
 
     def tile_bytes(self, t: dict[str, Any]) -> bytes | None:
         """The cached bytes of tile `t`, through the dezoomer's decode hook when there is one."""
@@ -181,17 +185,28 @@ class _Stitcher:
         strip[t["y"] - y0:t["y"] - y0 + h, t["x"]:t["x"] + w] = pixels[cy:cy + h, cx:cx + w]
         return Placed(t, True, got=(tw, th), icc=icc)
 
+    def place_or_fill(self, t: dict[str, Any], strip: np.ndarray, y0: int) -> Placed:
+        """`place`; a tile that cannot be placed gets its fill from a lower level when fill.json has one."""
+        placed = self.place(t, strip, y0)
+        plan = None if placed.ok else self.fills.get(t["index"])
+        if plan is not None and fill_into(plan, strip, y0, partial(read_cached, self.cache_dir),
+                                          lambda data: decode_image(data, self.channels)[0]):
+            self.filled.append(plan)
+        return placed
+
 
 def stitch(
     *, tiles_json: Path, cache_dir: Path, canvas: Path, report: Path,
     decode: TileHook | None = None, threads: int = 2, skip: set[int] | None = None,
+    fill: Path | None = None,
 ) -> dict[str, Any]:
     """Assemble the canvas from the cached tiles listed in tiles.json; write stitch.json and return it.
 
     `decode` is the dezoomer's `decode_tile(data, tile)` hook (raw bytes -> image file bytes);
     without it, cached bytes are used as they are. Tiles whose index is in `skip` are not
     decoded (the TIFF writer copies them as they are): their cells stay empty on the canvas
-    and they count as placed RGB tiles.
+    and they count as placed RGB tiles. `fill` is the fill_tiles step's fill.json
+    (--on-missing fill): missing tiles it has a plan for are upscaled from a lower level.
     """
     doc = read_step_json(tiles_json, "tiles")
     width, height = doc["canvas"]["width"], doc["canvas"]["height"]
@@ -201,6 +216,8 @@ def stitch(
     passed = [Placed(t, True) for t in in_canvas if t["index"] in skip]
     canvas = Path(canvas)
     stitcher = _Stitcher(Path(cache_dir), width, decode)
+    if fill is not None:
+        stitcher.fills = {d["index"]: FillPlan.from_json(d) for d in read_step_json(fill, "fill")["filled"]}
     results: list[Placed] = []
     tmp = temp_beside(canvas)
     try:
@@ -213,10 +230,14 @@ def stitch(
                 for y0, rows, band in strips(tiles, height):
                     strip = buffer[:rows]
                     strip.fill(0)  # missing tiles stay black (transparent with alpha)
-                    results.extend(pool.map(partial(stitcher.place, strip=strip, y0=y0), band))
+                    results.extend(pool.map(partial(stitcher.place_or_fill, strip=strip, y0=y0), band))
                     cv.write_rows(y0, strip)
         os.replace(tmp, canvas)
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            need = width * height * stitcher.channels / 1e9
+            raise OutputError(f"{canvas.parent}: disk full while writing the canvas ({exc.strerror}; it needs "
+                              f"{need:.1f} GB in the work folder: free space there or use another one)") from None
         raise OutputError(f"{canvas}: cannot write the canvas: {exc.strerror or exc}") from None
     finally:
         with contextlib.suppress(OSError):
@@ -226,6 +247,8 @@ def stitch(
         icc = _first_icc(stitcher, [p.tile for p in passed])
     body = _report_body(doc, results + passed, width, height, stitcher.channels, icc)
     body["skipped"] = len(passed)
+    if fill is not None:
+        body["filled"] = [filled_region(p) for p in sorted(stitcher.filled, key=lambda p: p.index)]
     return write_step_json(report, "stitch", body)
 
 

@@ -1,0 +1,230 @@
+"""JPEG passthrough for TIFF output: which cached tiles can go into the TIFF as they are.
+
+A tile is copied byte for byte into the TIFF (no decode, no re-encode) when
+  - the level is a regular grid with no overlap: every tile's cell starts at a multiple of the
+    tile size and its crop offsets are 0, so TIFF tile (c, r) is exactly server tile (c, r);
+  - the tile size is a multiple of 8 x the chroma subsampling (16 for 4:2:0, 8 for 4:4:4),
+    as JPEG-in-TIFF requires (the TIFF tile is made of whole MCUs);
+  - the tile fills its cell (edge tiles are smaller: they are re-encoded from the canvas,
+    padded by edge replication, because libvips misreads short JPEG tiles);
+  - its JPEG header, read up to the start of scan, is baseline or extended Huffman (SOF0/SOF1),
+    8-bit, YCbCr with 3 components, luma sampled (s, s) and chroma (1, 1), where (s, s) is the
+    sampling every passed tile shares (the TIFF's YCbCrSubSampling tag), and the file ends
+    with EOI.
+Progressive, arithmetic, CMYK, RGB-coded (Adobe transform 0), grey or 4:2:2 tiles are decoded
+and re-encoded like edge tiles. Only headers and the last two bytes of each tile are read, so
+the plan is cheap enough for the stitch step to compute it and skip decoding those tiles.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dezoom_steps import tilemodes
+from dezoom_steps.cache import tile_path
+from dezoom_steps.jsonio import read_step_json
+
+HEAD_BYTES = 8192  # first read of a tile; more when its headers (ICC, EXIF) run past it
+SOF_HUFFMAN = (0xC0, 0xC1)  # baseline, extended sequential Huffman
+STANDALONE = set(range(0xD0, 0xD8)) | {0x01}  # RSTn, TEM: markers without a length
+SAMPLINGS = ((2, 2), (1, 1))  # 4:2:0 and 4:4:4, the layouts every TIFF reader decodes
+EOI = b"\xff\xd9"
+
+
+@dataclass(frozen=True)
+class JpegHeader:
+    """What the passthrough needs from a JPEG's headers."""
+
+    sof: int
+    precision: int
+    width: int
+    height: int
+    components: tuple[tuple[int, int, int], ...]  # (id, h sampling, v sampling)
+    adobe_transform: int | None = None
+
+    def subsampling(self) -> tuple[int, int] | None:
+        """The TIFF YCbCrSubSampling of this YCbCr JPEG, or None when it cannot be passed through."""
+        if self.sof not in SOF_HUFFMAN or self.precision != 8 or len(self.components) != 3:
+            return None
+        if self.adobe_transform == 0 or tuple(c[0] for c in self.components) == (82, 71, 66):
+            return None  # components stored as R, G, B, not YCbCr
+        (_, yh, yv), (_, cbh, cbv), (_, crh, crv) = self.components
+        if (cbh, cbv, crh, crv) != (1, 1, 1, 1) or (yh, yv) not in SAMPLINGS:
+            return None
+        return yh, yv
+
+
+class NeedMore(Exception):
+    """The headers run past the bytes read so far."""
+
+
+def parse_header(data: bytes) -> JpegHeader | None:
+    """The frame header of a JPEG read from its start to the start of scan; None if it is not valid.
+
+    Raises NeedMore when `data` ends before the start of scan.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    pos, frame, adobe = 2, None, None
+    while True:
+        if pos + 2 > len(data):
+            raise NeedMore
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker in STANDALONE or marker in (0x00, 0xD8, 0xD9):
+            return None  # no such marker belongs before the scan
+        if pos + 4 > len(data):
+            raise NeedMore
+        length = struct.unpack_from(">H", data, pos + 2)[0]
+        if length < 2:
+            return None
+        end = pos + 2 + length
+        if end > len(data):
+            raise NeedMore
+        body = data[pos + 4:end]
+        if marker in tilemodes.SOF_MARKERS:
+            if frame is not None or len(body) < 6:
+                return None
+            precision, height, width, count = struct.unpack_from(">BHHB", body)
+            if len(body) < 6 + 3 * count:
+                return None
+            comps = tuple((body[6 + 3 * i], body[7 + 3 * i] >> 4, body[7 + 3 * i] & 15) for i in range(count))
+            frame = (marker, precision, width, height, comps)
+        elif marker == 0xEE and body.startswith(b"Adobe") and len(body) >= 12:
+            adobe = body[11]
+        elif marker == 0xDA:
+            if frame is None:
+                return None
+            return JpegHeader(*frame, adobe_transform=adobe)
+        pos = end
+
+
+def read_tile_header(path: Path) -> tuple[JpegHeader | None, int | None]:
+    """(JPEG header if the file is a complete JPEG, else None; tilemodes kind) of a cached tile."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+            size = os.fstat(f.fileno()).st_size
+            try:
+                header = parse_header(head)
+            except NeedMore:
+                head += f.read()
+                try:
+                    header = parse_header(head)
+                except NeedMore:
+                    header = None
+            tail = os.pread(f.fileno(), 2, max(0, size - 2))
+    except OSError:
+        return None, None
+    try:
+        kind = tilemodes.tile_kind(head)
+    except tilemodes.NeedMore:
+        kind = tilemodes.RGB if header is not None else None  # a JPEG with a header: colour
+    if header is not None and tail != EOI:
+        header = None
+    return header, kind
+
+
+@dataclass
+class Plan:
+    """The JPEG passthrough of one level: grid tile size, shared subsampling, tiles to copy."""
+
+    tile_w: int
+    tile_h: int
+    subsampling: tuple[int, int]
+    width: int
+    height: int
+    # (col, row) of the TIFF tile grid -> cached file of the server tile copied there
+    tiles: dict[tuple[int, int], Path] = field(default_factory=dict)
+    indices: set[int] = field(default_factory=set)
+    any_tile: Path | None = None  # one passed tile: its quantization tables serve the re-encodes
+
+    @property
+    def cols(self) -> int:
+        """TIFF tile columns."""
+        return -(-self.width // self.tile_w)
+
+    @property
+    def rows(self) -> int:
+        """TIFF tile rows."""
+        return -(-self.height // self.tile_h)
+
+
+def grid_tile_size(doc: dict[str, Any]) -> tuple[int, int] | None:
+    """(tile width, tile height) when the tiles of tiles.json form a regular grid with no overlap."""
+    level = doc["level"]
+    tw, th = level.get("tile_width"), level.get("tile_height")
+    if not tw or not th or level.get("overlap", 0):
+        return None
+    seen: set[tuple[int, int]] = set()
+    for t in doc["tiles"]:
+        if t["crop_x"] or t["crop_y"] or t["x"] % tw or t["y"] % th or t["w"] > tw or t["h"] > th:
+            return None
+        cell = (t["x"] // tw, t["y"] // th)
+        if cell in seen:
+            return None
+        seen.add(cell)
+    return tw, th
+
+
+def plan_passthrough(doc: dict[str, Any], cache_dir: Path) -> Plan | None:
+    """The passthrough plan of tiles.json `doc` with its tiles in `cache_dir`; None when no tile qualifies.
+
+    None also when the canvas would not be RGB (a tile with alpha, or only grey tiles): the
+    TIFF then cannot be a YCbCr JPEG TIFF.
+    """
+    size = grid_tile_size(doc)
+    if size is None:
+        return None
+    tw, th = size
+    width, height = doc["canvas"]["width"], doc["canvas"]["height"]
+    candidates: dict[tuple[int, int], list[tuple[dict[str, Any], Path]]] = {s: [] for s in SAMPLINGS}
+    kinds: list[int | None] = []
+    for t in doc["tiles"]:
+        if t["x"] >= width or t["y"] >= height:
+            continue
+        path = tile_path(cache_dir, t["key"])
+        header, kind = read_tile_header(path)
+        kinds.append(kind)
+        full = t["w"] == tw and t["h"] == th and t["x"] + tw <= width and t["y"] + th <= height
+        if header is None or not full or (header.width, header.height) != (tw, th):
+            continue
+        sub = header.subsampling()
+        if sub is not None and tw % (8 * sub[0]) == 0 and th % (8 * sub[1]) == 0:
+            candidates[sub].append((t, path))
+    if tilemodes.canvas_channels(kinds) != tilemodes.RGB:
+        return None
+    sub = max(SAMPLINGS, key=lambda s: len(candidates[s]))  # ties go to 4:2:0, listed first
+    chosen = candidates[sub]
+    if not chosen:
+        return None
+    plan = Plan(tw, th, sub, width, height, any_tile=chosen[0][1])
+    for t, path in chosen:
+        plan.tiles[(t["x"] // tw, t["y"] // th)] = path
+        plan.indices.add(t["index"])
+    return plan
+
+
+def is_tiff_output(output: str | os.PathLike[str] | None) -> bool:
+    """True when `output` names a TIFF file (by extension)."""
+    return output is not None and Path(output).suffix.lower() in (".tif", ".tiff")
+
+
+def stitch_skip(tiles_json: Path, cache_dir: Path, output: str | os.PathLike[str] | None,
+                tiff_compression: str = "jpeg") -> set[int]:
+    """Tile indices the stitch step need not decode: those the TIFF writer will copy as they are.
+
+    Empty unless `output` is a TIFF written with JPEG compression.
+    """
+    if not is_tiff_output(output) or tiff_compression != "jpeg":
+        return set()
+    plan = plan_passthrough(read_step_json(tiles_json, "tiles"), Path(cache_dir))
+    return plan.indices if plan is not None else set()
