@@ -1,6 +1,7 @@
 # dezoom-steps: download zoomable (tiled) images and stitch them, one chain of jobs per image:
-#   [expand_bulk] -> resolve -> list_tiles -> fetch_tiles (shards) -> [fill_tiles] -> stitch -> encode -> summary
-# (fill_tiles runs only with on_missing: fill)
+#   [expand_bulk] -> resolve -> list_tiles -> fetch_tiles (shards) -> [fill_tiles] -> render -> summary
+# (fill_tiles runs only with on_missing: fill; a TIFF output takes stitch -> encode instead of render,
+# as its writer reads a canvas file by tile)
 # Inputs listed in the config are known at parse time; bulk lists and IIIF manifests are
 # expanded by the `expand_bulk` checkpoint, after which the DAG grows one chain per entry.
 # Rules only; helpers live in dezoom_steps.plan. Every step is a script in scripts/ run with
@@ -209,6 +210,9 @@ rule stitch:
 
 
 rule encode:
+    # TIFF only: its writer reads the canvas file by tile (other formats: rule render)
+    wildcard_constraints:
+        ext=r"(?i:tiff?)",
     input:
         tiles=f"{WORK}/{{image}}/tiles.json",
         report=f"{WORK}/{{image}}/stitch.json",
@@ -224,37 +228,68 @@ rule encode:
         cache=lambda wc: f"{CACHE}/{wc.image}",
         tiff="--tiff-compression {} --{}tiff-pyramid".format(
             config["tiff_compression"], "" if config["tiff_pyramid"] else "no-"),
-        iiif=plan.quote_all(["--iiif-base-url", config["iiif_base_url"]]) if config["iiif_base_url"] else "",
         errors=error_file,
     log:
         f"logs/{{image}}/encode-{{ext}}.log",
     shell:
         "{params.py:q} {params.script:q} --tiles {input.tiles:q} --stitch {input.report:q} --canvas {input.canvas:q} "
         "--output {output.image:q} --sidecar {output.sidecar:q} --compression {params.compression} "
-        "--on-missing {params.on_missing} --cache {params.cache:q} {params.tiff} {params.iiif} "
+        "--on-missing {params.on_missing} --cache {params.cache:q} {params.tiff} "
         "--error-file {params.errors:q} 2>&1 | tee {log:q}"
+
+
+rule render:
+    # Every format but TIFF: stitch straight into the encoder, no canvas file (steps/render.py)
+    wildcard_constraints:
+        ext=r"(?i:(?!tiff?\b|json\b)[a-z0-9]+)",  # not a TIFF, and not a sidecar (NAME.tif.json)
+    input:
+        tiles=f"{WORK}/{{image}}/tiles.json",
+        shards=expand(f"{WORK}/{{{{image}}}}/fetch/shard-{{shard}}.json", shard=SHARDS),
+        fill=lambda wc: [f"{WORK}/{wc.image}/fill.json"] if ON_MISSING == "fill" else [],
+    output:
+        image=f"{RESULTS}/{{image}}.{{ext}}",
+        sidecar=f"{RESULTS}/{{image}}.{{ext}}.json",
+        report=f"{WORK}/{{image}}/stitch.{{ext}}.json",
+    params:
+        py=PY,
+        script=os.path.join(SCRIPTS, "render.py"),
+        cache=lambda wc: f"{CACHE}/{wc.image}",
+        compression=config["compression"],
+        on_missing=ON_MISSING,
+        iiif=plan.quote_all(["--iiif-base-url", config["iiif_base_url"]]) if config["iiif_base_url"] else "",
+        errors=error_file,
+    log:
+        f"logs/{{image}}/render-{{ext}}.log",
+    shell:
+        "{params.py:q} {params.script:q} --tiles {input.tiles:q} --cache {params.cache:q} "
+        "--report {output.report:q} --output {output.image:q} --sidecar {output.sidecar:q} "
+        "--compression {params.compression} --on-missing {params.on_missing} {params.iiif} "
+        + ("--fill {input.fill:q} " if ON_MISSING == "fill" else "")
+        + "--error-file {params.errors:q} 2>&1 | tee {log:q}"
 
 
 # Folder outputs (encoders/folders.py): the same step, but Snakemake must know the outputs are
 # folders. `.iiif` is one folder; `.dzi` is the descriptor plus its NAME_files folder.
-ruleorder: encode_iiif > encode_dzi > encode
+ruleorder: render_iiif > render_dzi > render
 
 
-use rule encode as encode_iiif with:
+use rule render as render_iiif with:
     output:
         image=directory(f"{RESULTS}/{{image}}.iiif"),
         sidecar=f"{RESULTS}/{{image}}.iiif.json",
+        report=f"{WORK}/{{image}}/stitch.iiif.json",
     log:
-        f"logs/{{image}}/encode-iiif.log",
+        f"logs/{{image}}/render-iiif.log",
 
 
-use rule encode as encode_dzi with:
+use rule render as render_dzi with:
     output:
         image=f"{RESULTS}/{{image}}.dzi",
         files=directory(f"{RESULTS}/{{image}}_files"),
         sidecar=f"{RESULTS}/{{image}}.dzi.json",
+        report=f"{WORK}/{{image}}/stitch.dzi.json",
     log:
-        f"logs/{{image}}/encode-dzi.log",
+        f"logs/{{image}}/render-dzi.log",
 
 
 rule summary:

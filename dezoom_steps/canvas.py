@@ -33,12 +33,22 @@ class Canvas:
         """Bytes in one row of pixels."""
         return self.width * self.channels
 
-    def write_rows(self, y: int, rows: np.ndarray) -> None:
-        """Write a (n, width, channels) uint8 block whose first row is canvas row `y`."""
-        if rows.shape[1:] != (self.width, self.channels) or y + rows.shape[0] > self.height:
-            raise ValueError(f"rows {rows.shape} at y={y} do not fit a {self.width}x{self.height} canvas")
-        data = np.ascontiguousarray(rows, dtype=np.uint8)
-        os.pwrite(self._fd, memoryview(data).cast("B"), self.offset + y * self.row_bytes)
+    def write_rows(self, y: int, rows: np.ndarray, x: int = 0) -> None:
+        """Write a (n, w, channels) uint8 block whose top left pixel is canvas pixel (x, y).
+
+        A full-width block is one write; a narrower one is written row by row.
+        """
+        n, w = rows.shape[:2]
+        if rows.shape[2:] != (self.channels,) or y + n > self.height or x + w > self.width or min(x, y) < 0:
+            raise ValueError(f"rows {rows.shape} at ({x}, {y}) do not fit a {self.width}x{self.height} canvas")
+        if w == self.width:
+            data = np.ascontiguousarray(rows, dtype=np.uint8)
+            os.pwrite(self._fd, memoryview(data).cast("B"), self.offset + y * self.row_bytes)
+            return
+        start = self.offset + y * self.row_bytes + x * self.channels
+        for i in range(n):
+            row = np.ascontiguousarray(rows[i], dtype=np.uint8)
+            os.pwrite(self._fd, memoryview(row).cast("B"), start + i * self.row_bytes)
 
     def read_rows(self, y: int, n: int) -> np.ndarray:
         """Read `n` rows starting at canvas row `y` as a (n, width, channels) uint8 array."""

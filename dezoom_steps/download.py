@@ -13,7 +13,7 @@ from typing import Any, Callable
 from dezoom_steps import net
 from dezoom_steps.collections import iiif_manifest
 from dezoom_steps.encoders import check_output_feasible
-from dezoom_steps.encoders.tiff_passthrough import stitch_skip
+from dezoom_steps.encoders.tiff_passthrough import stitch_plan
 from dezoom_steps.errors import NoDezoomerFits, NoTileError, OutputError
 from dezoom_steps.fill import require_all
 from dezoom_steps.jsonio import read_step_json
@@ -25,6 +25,7 @@ from dezoom_steps.steps.fetch_tiles import fetch_tiles
 from dezoom_steps.steps.fill_tiles import fill_tiles
 from dezoom_steps.steps.list_tiles import Selection, list_tiles
 from dezoom_steps.steps.resolve import resolve
+from dezoom_steps.steps.render import render, streams
 from dezoom_steps.steps.stitch import stitch
 from dezoom_steps.tempfiles import temp_beside
 
@@ -174,9 +175,14 @@ def download(req: Request) -> Result:
             fill = work / "fill.json"
             fill_tiles(resolve_json=work / "resolve.json", tiles_json=work / "tiles.json", cache_dir=cache,
                        report=fill, options=req.options)
-        skip = stitch_skip(work / "tiles.json", cache, out, req.tiff_compression)  # copied into the TIFF
+        if streams(out):  # one pass: tiles straight into the encoder, no canvas file
+            sidecar = render(tiles_json=work / "tiles.json", cache_dir=cache, output=out, report=work / "stitch.json",
+                             compression=req.compression, overwrite=replace, on_missing=req.on_missing,
+                             cached=req.tile_cache is not None, fill=fill, iiif_base_url=req.iiif_base_url)
+            return Result(out, sidecar)
+        plan = stitch_plan(work / "tiles.json", cache, out, req.tiff_compression)  # tiles copied into the TIFF
         stitch(tiles_json=work / "tiles.json", cache_dir=cache, canvas=work / "canvas.tif",
-               report=work / "stitch.json", fill=fill, skip=skip)
+               report=work / "stitch.json", fill=fill, passthrough=plan.to_json() if plan is not None else None)
         sidecar = encode(tiles_json=work / "tiles.json", stitch_json=work / "stitch.json",
                          canvas=work / "canvas.tif", output=out, compression=req.compression,
                          overwrite=replace, on_missing=req.on_missing, cached=req.tile_cache is not None,

@@ -27,6 +27,11 @@ class NeedMore(Exception):
 
 def jpeg_kind(data: bytes) -> int:
     """GREY or RGB for a JPEG: one component is grey, three (YCbCr/RGB) or four (CMYK) are colour."""
+    return GREY if jpeg_frame(data)[0] == 1 else RGB
+
+
+def jpeg_frame(data: bytes) -> tuple[int, int, int, int]:
+    """(components, width, height, SOF marker) from a JPEG's frame header."""
     pos = 2
     while True:
         if pos + 4 > len(data):
@@ -41,7 +46,8 @@ def jpeg_kind(data: bytes) -> int:
         if marker in SOF_MARKERS:
             if pos + 10 > len(data):
                 raise NeedMore
-            return GREY if data[pos + 9] == 1 else RGB  # Nf, after P, Y and X
+            height, width = struct.unpack_from(">HH", data, pos + 5)  # after the length and P
+            return data[pos + 9], width, height, marker  # Nf follows X
         if marker == 0xDA:
             raise ValueError("JPEG scan before its frame header")
         pos += 2 + length

@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dezoom_steps.stepcli import run_step  # noqa: E402
 from dezoom_steps.encoders.tiff import COMPRESSIONS  # noqa: E402
-from dezoom_steps.encoders.tiff_passthrough import stitch_skip  # noqa: E402
+from dezoom_steps.encoders.tiff_passthrough import stitch_plan  # noqa: E402
 from dezoom_steps.steps.stitch import stitch  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__)
@@ -22,7 +22,13 @@ p.add_argument("--output", type=Path, help="the output image the canvas is for: 
 p.add_argument("--tiff-compression", choices=COMPRESSIONS, default="jpeg", help="TIFF tile compression (jpeg)")
 p.add_argument("--error-file", type=Path, help="record an error here (for the run summary)")
 a = p.parse_args()
-sys.exit(run_step("stitch", lambda: stitch(
-    tiles_json=a.tiles, cache_dir=a.cache, canvas=a.canvas, report=a.report, threads=a.threads,
-    fill=a.fill, skip=stitch_skip(a.tiles, a.cache, a.output, a.tiff_compression)),
-    error_file=a.error_file))
+
+
+def main() -> dict:
+    """Plan the TIFF passthrough (if any), then stitch."""
+    plan = stitch_plan(a.tiles, a.cache, a.output, a.tiff_compression)
+    return stitch(tiles_json=a.tiles, cache_dir=a.cache, canvas=a.canvas, report=a.report, threads=a.threads,
+                  fill=a.fill, passthrough=plan.to_json() if plan is not None else None)
+
+
+sys.exit(run_step("stitch", main, error_file=a.error_file))

@@ -295,10 +295,13 @@ def test_full_disk_while_writing_the_image(tmp_path, ext):
 
 
 def test_full_disk_while_writing_the_canvas(tmp_path):
-    """The work folder's disk (TMPDIR) fills up while stitching: exit 5, one line, no output, no work folder."""
+    """The work folder's disk (TMPDIR) fills up while stitching: exit 5, one line, no output, no work folder.
+
+    Only a TIFF output goes through a canvas file (other formats are rendered in one pass).
+    """
     results = tmp_path / "results"
     results.mkdir()
-    out = results / "demo.png"
+    out = results / "demo.tif"
     res, left = dezoom_on_full_disk(tmp_path, tmp_path / "tmp", tmp_path / "tmp", "-c", str(tmp_path / "cache"),
                                     str(DEMO_DZI), str(out))
     line = assert_one_line_error(res, EXIT["output"], "canvas")

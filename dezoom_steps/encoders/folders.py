@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 from dezoom_steps.canvas import Canvas
@@ -47,7 +48,8 @@ def existing_part(output: Path, fmt: str) -> Path | None:
 
 def write_folder_output(canvas: Canvas, output: Path, fmt: str, compression: int = 5, *,
                         meta: OutputMeta | None = None, overwrite: bool = False, threads: int = 2,
-                        iiif_base_url: str | None = None) -> tuple[str, int]:
+                        iiif_base_url: str | None = None,
+                        before_publish: Callable[[], None] | None = None) -> tuple[str, int]:
     """Write `canvas` as the folder output `output` (format `fmt`: iiif or dzi); returns (sha256, bytes).
 
     Raises OutputError (existing output without `overwrite`, folder not writable) and OSError
@@ -70,6 +72,8 @@ def write_folder_output(canvas: Canvas, output: Path, fmt: str, compression: int
         else:
             raise ValueError(f"not a folder format: {fmt}")
         digest, size = tree_digest(tmp, entries)
+        if before_publish is not None:  # the caller's last check: raising publishes nothing
+            before_publish()
         publish(tmp, entries, output.parent, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

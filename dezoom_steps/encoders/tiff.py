@@ -50,7 +50,7 @@ from dezoom_steps.canvas import Canvas
 from dezoom_steps.encoders.jpeg import quality_for
 from dezoom_steps.encoders.png import compression_tier
 from dezoom_steps.encoders.pyramid import Cascade, halve, level_sizes
-from dezoom_steps.encoders.tiff_passthrough import Plan, plan_passthrough
+from dezoom_steps.encoders.tiff_passthrough import Plan, plan_from_json, plan_passthrough
 from dezoom_steps.errors import InputError
 from dezoom_steps.outmeta import OutputMeta
 
@@ -127,18 +127,25 @@ def check_compression(name: str) -> str:
 
 
 def tiff_write_args(format_name: str, tiles_doc: dict[str, Any], cache_dir: Path | None,
-                    compression: str = DEFAULT_COMPRESSION, pyramid: bool = True) -> dict[str, Any]:
+                    compression: str = DEFAULT_COMPRESSION, pyramid: bool = True,
+                    recorded: dict[str, Any] | None = None) -> dict[str, Any]:
     """The TIFF keyword arguments of encoders.write_image: options and, for JPEG, the passthrough plan.
 
     Empty for other formats. The plan needs the tile cache (`cache_dir`); without it every
-    tile is encoded from the canvas.
+    tile is encoded from the canvas. `recorded` is the plan stitch.json holds (stitch left
+    those tiles out of the canvas): used as it is, and only with JPEG compression.
     """
     check_compression(compression)
     if format_name != "tiff":
         return {}
+    if recorded and recorded.get("indices") and (compression != "jpeg" or cache_dir is None):
+        raise InputError(f"the canvas was stitched for copying {len(recorded['indices'])} server JPEG tiles "
+                         f"into the TIFF, which --tiff-compression {compression} (or no tile cache) cannot "
+                         "do: run the stitch step again with the same TIFF options")
     plan = None
     if compression == "jpeg" and cache_dir is not None:
-        plan = plan_passthrough(tiles_doc, Path(cache_dir))
+        plan = (plan_from_json(tiles_doc, Path(cache_dir), recorded) if recorded is not None
+                else plan_passthrough(tiles_doc, Path(cache_dir)))
     return {"tiff": TiffOptions(compression, pyramid), "passthrough": plan}
 
 
@@ -251,8 +258,14 @@ class _Writer:
             for r in range(plan.rows):
                 y, h = r * self.tile_h, min(self.tile_h, cv.height - r * self.tile_h)
                 half = np.empty(((h + 1) // 2, w1, 3), dtype=np.uint8) if cascade is not None else None
-                jobs = [_tile_job(self, reader, c, r, y, h, half) for c in range(plan.cols)]
-                done = list(self.pool.map(lambda job: job(), jobs))
+                if cascade is None:  # no pyramid: copied tiles are read here, only the others need a thread
+                    pending = {c: self.pool.submit(_tile_job(self, reader, c, r, y, h, None))
+                               for c in range(plan.cols) if (c, r) not in plan.tiles}
+                    done = [pending[c].result() if c in pending else (plan.tiles[(c, r)].read_bytes(), True)
+                            for c in range(plan.cols)]
+                else:
+                    jobs = [_tile_job(self, reader, c, r, y, h, half) for c in range(plan.cols)]
+                    done = list(self.pool.map(lambda job: job(), jobs))
                 if cascade is not None:
                     self.spill_blocks(cascade.feed(half), shift=1)
                     if r == plan.rows - 1:  # before the last yield: tifffile stops pulling there

@@ -147,6 +147,11 @@ class Plan:
     indices: set[int] = field(default_factory=set)
     any_tile: Path | None = None  # one passed tile: its quantization tables serve the re-encodes
 
+    def to_json(self) -> dict[str, Any]:
+        """What stitch.json records of the plan, for the encode step (`plan_from_json`)."""
+        return {"tile": [self.tile_w, self.tile_h], "subsampling": list(self.subsampling),
+                "indices": sorted(self.indices)}
+
     @property
     def cols(self) -> int:
         """TIFF tile columns."""
@@ -213,18 +218,41 @@ def plan_passthrough(doc: dict[str, Any], cache_dir: Path) -> Plan | None:
     return plan
 
 
+def plan_from_json(doc: dict[str, Any], cache_dir: Path, data: dict[str, Any]) -> Plan | None:
+    """The plan stitch recorded (`Plan.to_json`), rebuilt without reading the tiles again."""
+    indices = set(data["indices"])
+    if not indices:
+        return None
+    tw, th = data["tile"]
+    width, height = doc["canvas"]["width"], doc["canvas"]["height"]
+    plan = Plan(tw, th, tuple(data["subsampling"]), width, height)
+    for t in doc["tiles"]:
+        if t["index"] in indices:
+            path = tile_path(cache_dir, t["key"])
+            plan.tiles[(t["x"] // tw, t["y"] // th)] = path
+            plan.indices.add(t["index"])
+            plan.any_tile = plan.any_tile or path
+    return plan
+
+
 def is_tiff_output(output: str | os.PathLike[str] | None) -> bool:
     """True when `output` names a TIFF file (by extension)."""
     return output is not None and Path(output).suffix.lower() in (".tif", ".tiff")
 
 
-def stitch_skip(tiles_json: Path, cache_dir: Path, output: str | os.PathLike[str] | None,
-                tiff_compression: str = "jpeg") -> set[int]:
-    """Tile indices the stitch step need not decode: those the TIFF writer will copy as they are.
+def stitch_plan(tiles_json: Path, cache_dir: Path, output: str | os.PathLike[str] | None,
+                tiff_compression: str = "jpeg") -> Plan | None:
+    """The passthrough plan when `output` is a TIFF written with JPEG compression, else None.
 
-    Empty unless `output` is a TIFF written with JPEG compression.
+    Its tiles are those the stitch step need not decode: the TIFF writer copies them as they are.
     """
     if not is_tiff_output(output) or tiff_compression != "jpeg":
-        return set()
-    plan = plan_passthrough(read_step_json(tiles_json, "tiles"), Path(cache_dir))
+        return None
+    return plan_passthrough(read_step_json(tiles_json, "tiles"), Path(cache_dir))
+
+
+def stitch_skip(tiles_json: Path, cache_dir: Path, output: str | os.PathLike[str] | None,
+                tiff_compression: str = "jpeg") -> set[int]:
+    """Tile indices the stitch step need not decode (those of `stitch_plan`); empty when there is none."""
+    plan = stitch_plan(tiles_json, cache_dir, output, tiff_compression)
     return plan.indices if plan is not None else set()

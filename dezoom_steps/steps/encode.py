@@ -14,7 +14,7 @@ import hashlib
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy
 import PIL
@@ -49,24 +49,58 @@ def encode(
     copied into the TIFF as they are. IIIF folders: `iiif_base_url` is where the folder will be
     published (its info.json `id` is that URL plus the folder's name).
     """
-    output = Path(output)
-    if not isinstance(compression, int) or not 0 <= compression <= 100:
-        raise InputError(f"compression must be a whole number from 0 to 100, got {compression!r}")
     tiles = read_step_json(tiles_json, "tiles")
     stitched = read_step_json(stitch_json, "stitch")
     if on_missing == "fail":  # --on-missing fail: no image at all when a tile is missing
         require_all(public_url(tiles["input_url"]), stitched["missing"], len(tiles["tiles"]), cached)
+    try:
+        cv = open_canvas(canvas)
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise InputError(f"{canvas}: cannot read the canvas: {exc}") from None
+    with cv:
+        if (cv.width, cv.height) != (stitched["width"], stitched["height"]):
+            raise InputError(f"{canvas}: canvas is {cv.width}x{cv.height}, stitch.json says "
+                             f"{stitched['width']}x{stitched['height']}")
+        return encode_canvas(
+            tiles=tiles, stitched=stitched, canvas=cv, output=output, sidecar=sidecar, compression=compression,
+            overwrite=overwrite, on_missing=on_missing, cache_dir=cache_dir, tiff_compression=tiff_compression,
+            tiff_pyramid=tiff_pyramid, iiif_base_url=iiif_base_url)
+
+
+def encode_canvas(
+    *, tiles: dict[str, Any], stitched: dict[str, Any], canvas: Any, output: Path,
+    sidecar: Path | None = None, compression: int = 5, overwrite: bool = False, on_missing: str = "blank",
+    cache_dir: Path | None = None, tiff_compression: str = "jpeg", tiff_pyramid: bool = True,
+    iiif_base_url: str | None = None, finish: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Encode an open canvas (a canvas file, or a StreamCanvas read once) into `output`; write the sidecar.
+
+    `stitched` is the stitch report (width, height, channels, ICC profile). `finish()`, when
+    given, runs once the image is written but before it takes its final name, and returns the
+    final stitch report (a streamed canvas knows its missing tiles only then); if it raises,
+    nothing is published.
+    """
+    output = Path(output)
+    if not isinstance(compression, int) or not 0 <= compression <= 100:
+        raise InputError(f"compression must be a whole number from 0 to 100, got {compression!r}")
     fmt = encoders.output_format(output)
     encoders.check_output_feasible(output, stitched["width"], stitched["height"])
     if output.exists() and not overwrite:
         raise OutputError(f"{output}: file exists; not overwritten")
     meta = outmeta.from_step_docs(tiles, stitched, public_url(tiles["input_url"]))
-    extra = tiff_write_args(fmt.name, tiles, cache_dir, tiff_compression, tiff_pyramid)
+    extra = tiff_write_args(fmt.name, tiles, cache_dir, tiff_compression, tiff_pyramid,
+                            recorded=stitched.get("passthrough"))
     if fmt.name == "iiif":
         extra = {**extra, "iiif_base_url": folders.check_base_url(iiif_base_url)}
     written: dict[str, Any] = {}
-    digest, size = _write_image(Path(canvas), output, fmt, compression, stitched, overwrite, meta,
-                                extra=extra, written=written)
+    final: list[dict[str, Any]] = []
+
+    def before_publish() -> None:
+        final.append(finish() if finish is not None else stitched)
+
+    digest, size = _write_image(canvas, output, fmt, compression, overwrite, meta,
+                                extra=extra, written=written, before_publish=before_publish)
+    stitched = final[0]
     missing = [{"index": m["index"], "url": public_url(m["url"], tiles["input_url"])} for m in stitched["missing"]]
     body = {
         "output": output.name, "format": fmt.name, "source": public_url(tiles["input_url"]),
@@ -92,43 +126,39 @@ def encode(
         raise _output_error(target, exc) from None
 
 
-def _write_image(canvas: Path, output: Path, fmt: encoders.OutputFormat, compression: int,
-                 stitched: dict[str, Any], overwrite: bool = False,
-                 meta: outmeta.OutputMeta | None = None, extra: dict[str, Any] | None = None,
-                 written: dict[str, Any] | None = None) -> tuple[str, int]:
+def _write_image(cv: Any, output: Path, fmt: encoders.OutputFormat, compression: int,
+                 overwrite: bool = False, meta: outmeta.OutputMeta | None = None,
+                 extra: dict[str, Any] | None = None, written: dict[str, Any] | None = None,
+                 before_publish: Callable[[], None] | None = None) -> tuple[str, int]:
     """Encode into a temporary file beside `output`, hash it, rename it; returns (sha256, bytes).
 
     `extra`: more write_image keywords (TIFF options); what write_image reports goes into `written`.
+    `before_publish()` runs after writing, before the rename; if it raises nothing is published.
     """
-    try:
-        cv = open_canvas(canvas)
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise InputError(f"{canvas}: cannot read the canvas: {exc}") from None
-    with cv:
-        if (cv.width, cv.height) != (stitched["width"], stitched["height"]):
-            raise InputError(f"{canvas}: canvas is {cv.width}x{cv.height}, stitch.json says "
-                             f"{stitched['width']}x{stitched['height']}")
-        if fmt.name in folders.FORMATS:  # .iiif / .dzi: a tree built beside, then renamed into place
-            try:
-                return folders.write_folder_output(cv, output, fmt.name, compression, meta=meta,
-                                                   overwrite=overwrite, **(extra or {}))
-            except OSError as exc:
-                raise _output_error(output, exc) from None
-        tmp = temp_beside(output)
+    if fmt.name in folders.FORMATS:  # .iiif / .dzi: a tree built beside, then renamed into place
         try:
-            with open(tmp, "wb") as f:  # a named file object: tifffile wants its name
-                report = encoders.write_image(cv, f, fmt, compression, meta=meta, **(extra or {}))
-            if written is not None and report:
-                written.update(report)
-            digest, size = sha256_of(tmp)
-            if output.exists() and not overwrite:  # appeared while encoding: still never overwritten
-                raise OutputError(f"{output}: file exists; not overwritten")
-            os.replace(tmp, output)
+            return folders.write_folder_output(cv, output, fmt.name, compression, meta=meta,
+                                               overwrite=overwrite, before_publish=before_publish,
+                                               **(extra or {}))
         except OSError as exc:
             raise _output_error(output, exc) from None
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+    tmp = temp_beside(output)
+    try:
+        with open(tmp, "wb") as f:  # a named file object: tifffile wants its name
+            report = encoders.write_image(cv, f, fmt, compression, meta=meta, **(extra or {}))
+        if written is not None and report:
+            written.update(report)
+        digest, size = sha256_of(tmp)
+        if before_publish is not None:
+            before_publish()
+        if output.exists() and not overwrite:  # appeared while encoding: still never overwritten
+            raise OutputError(f"{output}: file exists; not overwritten")
+        os.replace(tmp, output)
+    except OSError as exc:
+        raise _output_error(output, exc) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     return digest, size
 
 
