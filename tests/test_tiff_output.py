@@ -28,9 +28,10 @@ from PIL import Image, ImageCms
 from dezoom_steps.canvas import create_canvas, open_canvas
 from dezoom_steps.encoders import tiff
 from dezoom_steps.encoders.pyramid import Cascade, cascade, level_sizes, reductions_to
-from dezoom_steps.encoders.tiff_passthrough import (NeedMore, parse_header, plan_passthrough,
+from dezoom_steps.encoders.tiff_passthrough import (NeedMore, parse_header, plan_passthrough, stitch_plan,
                                                     read_tile_header, stitch_skip)
 from dezoom_steps.errors import InputError
+from dezoom_steps.jsonio import read_step_json
 from dezoom_steps.outmeta import OutputMeta
 from dezoom_steps.steps.encode import encode
 from dezoom_steps.steps.stitch import stitch
@@ -330,20 +331,22 @@ def test_plan_keeps_the_majority_sampling_and_444_on_8px_grids(tmp_path):
 # ------------------------------------------------------------------ passthrough: steps, no network
 
 def run_steps(tmp: Path, ts, output: Path, **encode_args) -> tuple[dict, set[int]]:
-    """stitch (skipping what the TIFF copies) then encode, as the CLI does; returns (sidecar, skip)."""
-    skip = stitch_skip(ts.tiles_json, ts.cache, output, encode_args.get("tiff_compression", "jpeg"))
+    """stitch (skipping what the TIFF copies, plan recorded) then encode, as the CLI does; returns (sidecar, skip)."""
+    plan = stitch_plan(ts.tiles_json, ts.cache, output, encode_args.get("tiff_compression", "jpeg"))
+    skip = plan.indices if plan is not None else set()
     stitch(tiles_json=ts.tiles_json, cache_dir=ts.cache, canvas=tmp / "canvas.tif", report=tmp / "stitch.json",
-           skip=skip)
+           passthrough=plan.to_json() if plan is not None else None)
     side = encode(tiles_json=ts.tiles_json, stitch_json=tmp / "stitch.json", canvas=tmp / "canvas.tif",
                   output=output, cache_dir=ts.cache, **encode_args)
     return side, skip
 
 
-def test_passed_tiles_are_not_decoded_and_are_copied_byte_for_byte(tmp_path):
+@pytest.mark.parametrize("pyramid", [True, False])
+def test_passed_tiles_are_not_decoded_and_are_copied_byte_for_byte(tmp_path, pyramid):
     src = smooth(520, 300)
     ts = make_tileset(tmp_path, src, tile=128, fmt="JPEG", quality=88)
     out = tmp_path / "out.tif"
-    side, skip = run_steps(tmp_path, ts, out)
+    side, skip = run_steps(tmp_path, ts, out, tiff_pyramid=pyramid)
     full = [t for t in ts.tiles if t["w"] == 128 and t["h"] == 128]
     assert skip == {t["index"] for t in full}
     canvas = read_canvas(tmp_path / "canvas.tif")
@@ -356,9 +359,11 @@ def test_passed_tiles_are_not_decoded_and_are_copied_byte_for_byte(tmp_path):
         cached = (ts.cache / t["key"]).read_bytes()
         assert tile_bytes(out, t["row"] * cols + t["col"]) == cached
     got = tifffile_levels(out)
+    assert (len(got) > 2) if pyramid else (len(got) == 1)
     assert np.abs(got[0].astype(int) - src).mean() < 1.5
-    for k in (1, 2):
+    for k in range(1, min(len(got), 3)):
         assert np.abs(got[k].astype(int) - box_reduce(src, k)).mean() < 2.0, f"level {k}"
+    assert read_step_json(tmp_path / "stitch.json", "stitch")["passthrough"]["indices"] == sorted(skip)
     # a PNG output does not skip anything
     assert stitch_skip(ts.tiles_json, ts.cache, tmp_path / "x.png") == set()
     assert stitch_skip(ts.tiles_json, ts.cache, out, "deflate") == set()

@@ -163,6 +163,12 @@ def make_codec(options: TiffOptions, channels: int, compression: int, plan: Plan
     return codec
 
 
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a cached tile."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def pad_tile(cell: np.ndarray, tile_h: int, tile_w: int) -> np.ndarray:
     """`cell` grown to tile_h x tile_w by repeating its last row and column."""
     h, w = cell.shape[:2]
@@ -255,24 +261,38 @@ class _Writer:
         cascade = Cascade(w1, h1, 3, self.levels - 1, self.tile_h, include_base=True) if self.levels else None
         with open(cv.path, "rb") as canvas_file:
             reader = _RegionReader(canvas_file.fileno(), cv)
+            if cascade is None:
+                yield from self._flat_passthrough(reader)
+                return
             for r in range(plan.rows):
                 y, h = r * self.tile_h, min(self.tile_h, cv.height - r * self.tile_h)
-                half = np.empty(((h + 1) // 2, w1, 3), dtype=np.uint8) if cascade is not None else None
-                if cascade is None:  # no pyramid: copied tiles are read here, only the others need a thread
-                    pending = {c: self.pool.submit(_tile_job(self, reader, c, r, y, h, None))
-                               for c in range(plan.cols) if (c, r) not in plan.tiles}
-                    done = [pending[c].result() if c in pending else (plan.tiles[(c, r)].read_bytes(), True)
-                            for c in range(plan.cols)]
-                else:
-                    jobs = [_tile_job(self, reader, c, r, y, h, half) for c in range(plan.cols)]
-                    done = list(self.pool.map(lambda job: job(), jobs))
-                if cascade is not None:
-                    self.spill_blocks(cascade.feed(half), shift=1)
-                    if r == plan.rows - 1:  # before the last yield: tifffile stops pulling there
-                        self.spill_blocks(cascade.close(), shift=1)
-                for data, copied in done:
-                    self.stats["passed_through" if copied else "encoded"] += 1
-                    yield data
+                half = np.empty(((h + 1) // 2, w1, 3), dtype=np.uint8)
+                jobs = [_tile_job(self, reader, c, r, y, h, half) for c in range(plan.cols)]
+                done = list(self.pool.map(lambda job: job(), jobs))
+                self.spill_blocks(cascade.feed(half), shift=1)
+                if r == plan.rows - 1:  # before the last yield: tifffile stops pulling there
+                    self.spill_blocks(cascade.close(), shift=1)
+                yield from self._count(done)
+
+    def _flat_passthrough(self, reader: "_RegionReader") -> Iterator[bytes]:
+        """Level 0 alone: copied tiles read in this thread, row by row (worker threads measured slower:
+        the work is short system calls, and handing them over costs more than it saves)."""
+        plan, cv = self.plan, self.canvas
+        assert plan is not None
+
+        def row(r: int) -> list[tuple[bytes, bool]]:
+            y, h = r * self.tile_h, min(self.tile_h, cv.height - r * self.tile_h)
+            return [(read_file(plan.tiles[(c, r)]), True) if (c, r) in plan.tiles
+                    else _tile_job(self, reader, c, r, y, h, None)() for c in range(plan.cols)]
+
+        for r in range(plan.rows):
+            yield from self._count(row(r))
+
+    def _count(self, done: list[tuple[bytes, bool]]) -> Iterator[bytes]:
+        """The tile bytes of a row, counted as copied or encoded."""
+        for data, copied in done:
+            self.stats["passed_through" if copied else "encoded"] += 1
+            yield data
 
 
 class _RegionReader:
@@ -304,7 +324,7 @@ def _tile_job(w: _Writer, reader: _RegionReader, c: int, r: int, y: int, h: int,
         cw = min(w.tile_w, w.canvas.width - x)
         path = plan.tiles.get((c, r))
         if path is not None:
-            data = path.read_bytes()
+            data = read_file(path)
             if half is not None:
                 half[:, x // 2:x // 2 + w.tile_w // 2] = half_decode(data, w.tile_w, w.tile_h)
             return data, True
@@ -347,7 +367,7 @@ def size_bound(sizes: list[tuple[int, int]], channels: int, codec: TileCodec, pl
     """An upper bound on the file size, used to choose between classic TIFF and BigTIFF."""
     factor = 2 if codec.compression == "jpeg" else 1.05  # JPEG at q100 can beat raw size; deflate adds framing
     raw = sum(w * h for w, h in sizes) * channels * factor
-    copied = sum(p.stat().st_size for p in plan.tiles.values()) if plan is not None else 0
+    copied = sum(os.stat(p).st_size for p in plan.tiles.values()) if plan is not None else 0
     return int(raw) + copied + (1 << 20)
 
 
