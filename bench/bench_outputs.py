@@ -86,8 +86,8 @@ VERIFY_MAX_PIXELS = 400_000_000
 MB = 1e6
 RESULT_MARK = "BENCH-RESULT "
 RUSAGE_MARK = "BENCH-RUSAGE "
-MACHINE_NOTE = ("2 cores shared with other developers running test suites while this ran: see the load "
-                "average and the CPU time other processes took (others_cores) next to each figure")
+MACHINE_NOTE = ("the machine may be shared with other work: see the load average and the CPU time other "
+                "processes took (others' cores) next to each figure")
 
 # Issue 5 targets.
 PNG_SPEEDUP, PNG_RSS_FRACTION, TIFF_SPEEDUP, JPEG_SPEEDUP = 3.0, 0.2, 20.0, 1.0
