@@ -56,7 +56,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -65,12 +64,13 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from machine import machine_facts  # noqa: E402
 
 SCHEMA = "dezoom-steps/bench-outputs/1"
 TILE = 256
@@ -599,33 +599,14 @@ def pixels_ok(variant: Variant, check: dict[str, Any]) -> bool:
 
 def machine_info() -> dict[str, Any]:
     """Cores, CPU model, memory, versions of the software compared."""
-    cpu, mem_gb = "unknown", None
-    try:
-        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = m.group(1).strip() if m else cpu
-        kb = re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.M)
-        mem_gb = round(int(kb.group(1)) / 1024 ** 2, 1) if kb else None
-    except OSError:
-        pass
-    packages = {}
-    for name in ("dezoom-steps", "Pillow", "numpy", "tifffile", "isal", "imagecodecs", "pyvips"):
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
+    facts = machine_facts(("dezoom-steps", "Pillow", "numpy", "tifffile", "isal", "imagecodecs", "pyvips"))
     try:
         import pyvips
 
         libvips = f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
     except (ImportError, OSError):
         libvips = None
-    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "cpu_model": cpu,
-            "memory_gb": mem_gb, "platform": platform.platform(), "python": platform.python_version(),
-            "packages": packages, "libvips": libvips,
-            "git_commit": git.stdout.strip() + ("+dirty" if dirty else ""), "shared": MACHINE_NOTE}
+    return {**facts, "libvips": libvips, "shared": MACHINE_NOTE}
 
 
 def available_memory() -> int:

@@ -31,7 +31,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -40,7 +39,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +48,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 RIG_DIR = REPO / "tests" / "rig"
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+from machine import machine_facts  # noqa: E402
 from rigutil import label_box, rig_ports, servers_running  # noqa: E402
 
 SCHEMA = "dezoom-steps/bench/1"
@@ -366,32 +366,13 @@ def machine_info() -> dict[str, Any]:
         except (OSError, IndexError, subprocess.SubprocessError):
             return "unavailable"
 
-    cpu = "unknown"
-    mem_gb = None
-    try:
-        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = m.group(1).strip() if m else cpu
-        kb = re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.M)
-        mem_gb = round(int(kb.group(1)) / 1024 ** 2, 1) if kb else None
-    except OSError:
-        pass
-    packages = {}
-    for name in ("dezoom-steps", "Pillow", "numpy", "requests", "urllib3", "tifffile", "isal", "imagecodecs"):
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True).stdout.strip())
+    facts = machine_facts(("dezoom-steps", "Pillow", "numpy", "requests", "urllib3", "tifffile", "isal",
+                           "imagecodecs"))
     return {
-        "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "cpu_model": cpu,
-        "memory_gb": mem_gb, "platform": platform.platform(), "python": platform.python_version(),
-        "python_executable": Path(sys.executable).name, "packages": packages,
+        **facts, "python_executable": Path(sys.executable).name,
         "tools": {"vips": first_line(["vips", "--version"]), "curl": " ".join(first_line(["curl", "--version"]).split()[:2]),
                   "nginx": first_line(["nginx", "-v"]) if shutil.which("nginx") else first_line(["/usr/sbin/nginx", "-v"]),
                   "rss_measured_by": f"{TIME_BIN} -v" if os.access(TIME_BIN, os.X_OK) else "os.wait4 ru_maxrss"},
-        "git_commit": commit + ("+dirty" if dirty else ""),
     }
 
 

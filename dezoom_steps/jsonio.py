@@ -59,11 +59,14 @@ def validate(doc: dict[str, Any], kind: str) -> None:
             raise jsonschema.ValidationError(f"tiles[{i}] is not a valid tile: {t!r:.200}")
 
 
-def umask_mode() -> int:
-    """The permission bits a newly created file gets under the current umask (mkstemp uses 0600)."""
+def umask_mode(base: int = 0o666) -> int:
+    """The permission bits a new file (`base` 0o666; 0o777 for a folder) gets under the current umask.
+
+    mkstemp and mkdtemp use 0600 / 0700 whatever the umask; published files get these instead.
+    """
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return base & ~mask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

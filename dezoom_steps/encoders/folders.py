@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 from dezoom_steps.canvas import Canvas
 from dezoom_steps.encoders import dzi, iiif_folder
-from dezoom_steps.encoders.tiletree import publish, temp_tree_beside, tile_codec, tree_digest
+from dezoom_steps.encoders.tiletree import publish, tile_codec, tree_digest
 from dezoom_steps.errors import InputError, OutputError
 from dezoom_steps.outmeta import OutputMeta
+from dezoom_steps.tempfiles import temp_tree_beside
 
 FORMATS = {"iiif", "dzi"}  # OutputFormat names written by this module
 

@@ -192,30 +192,6 @@ def _write_file(path: str, data: bytes) -> None:
         f.write(data)
 
 
-def temp_tree_beside(final: Path) -> Path:
-    """Create an empty temporary folder in `final`'s folder and return it (OutputError if impossible)."""
-    folder = final.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"{final}: cannot write there, {folder} is a file, not a folder") from None
-    except OSError as exc:
-        raise OutputError(f"{final}: cannot create the folder {folder} ({exc.strerror or exc})") from None
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=folder))
-    except OSError as exc:
-        raise OutputError(f"{final}: the folder {folder} is not writable ({exc.strerror or exc})") from None
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a published tree is readable as usual
-    return tmp
-
-
-def _umask() -> int:
-    """The process umask (read without changing it for long)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def publish(tmp_root: Path, entries: list[str], folder: Path, overwrite: bool) -> None:
     """Move `entries` (names directly under `tmp_root`) into `folder`, the last one last.
 
