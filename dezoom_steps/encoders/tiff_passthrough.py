@@ -124,10 +124,13 @@ def read_tile_header(path: Path) -> tuple[JpegHeader | None, int | None]:
             tail = os.pread(f.fileno(), 2, max(0, size - 2))
     except OSError:
         return None, None
-    try:
-        kind = tilemodes.tile_kind(head)
-    except tilemodes.NeedMore:
-        kind = tilemodes.RGB if header is not None else None  # a JPEG with a header: colour
+    if header is not None:  # the frame header just parsed says it: no second parse
+        kind = tilemodes.GREY if len(header.components) == 1 else tilemodes.RGB
+    else:
+        try:
+            kind = tilemodes.tile_kind(head)
+        except tilemodes.NeedMore:
+            kind = None
     if header is not None and tail != EOI:
         header = None
     return header, kind

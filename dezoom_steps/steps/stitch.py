@@ -87,11 +87,6 @@ def to_channels(img: Image.Image, channels: int = 3) -> np.ndarray:
     return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
-def to_rgb(img: Image.Image) -> np.ndarray:
-    """A decoded tile as (h, w, 3) uint8: palette, grey and 16-bit expanded, alpha composited on black."""
-    return to_channels(img, 3)
-
-
 def _jpeg_fast(data: bytes, channels: int) -> np.ndarray | None:
     """A baseline or progressive grey/YCbCr JPEG decoded by imagecodecs (libjpeg-turbo, ~40 % faster
     than Pillow's path, no ICC profile read); None for anything else, which Pillow decodes."""
