@@ -6,8 +6,8 @@ This is the only module that imports `requests` (a test enforces it). It offers:
 * `build_headers`: the header chain of spec §7.2;
 * `HttpClient`: one `requests.Session` per worker thread, timeouts with an overall deadline,
   redirects followed by hand (no automatic Referer, Cookie/Authorization dropped cross-origin);
-* `fetch_document` for metadata and `download_tiles` for tiles (parallel, throttled, retried,
-  every body checked before it is handed over).
+* `fetch_document` for metadata; tiles go through `tiledownload.download_tiles`, which
+  schedules, retries and checks them on top of `HttpClient`.
 """
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ import http
 import re
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from dataclasses import dataclass, field
+from typing import Mapping
 from urllib.parse import urljoin
 
 import requests
 import requests.adapters
 import urllib3
 
-from dezoom_steps import cache
 from dezoom_steps.errors import InputError, NetworkError
 from dezoom_steps.urls import file_url_path, is_file_url, is_http, same_origin
 
@@ -157,7 +155,7 @@ def parse_retry_after(value: str | None, now: float | None = None, cap: float = 
     return min(max(seconds, 0.0), cap)
 
 
-class _Failure(Exception):
+class AttemptFailed(Exception):
     """One failed attempt: a one-line message, the HTTP status if any, and what to do next."""
 
     def __init__(self, message: str, status: int | None = None, retry: bool = True,
@@ -252,7 +250,7 @@ class HttpClient:
             s.close()
 
     def get(self, url: str, headers: Mapping[str, str], max_bytes: int) -> Response:
-        """GET `url` following redirects; any status is returned, transport errors raise `_Failure`.
+        """GET `url` following redirects; any status is returned, transport errors raise `AttemptFailed`.
 
         The whole exchange (redirects, headers, body) must end within `options.timeout` seconds.
         """
@@ -266,7 +264,7 @@ class HttpClient:
         for _ in range(MAX_REDIRECTS + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _Failure(f"timed out after {opts.timeout:g} s")
+                raise AttemptFailed(f"timed out after {opts.timeout:g} s")
             try:
                 resp = session.get(
                     current,
@@ -278,13 +276,13 @@ class HttpClient:
                     verify=not opts.accept_invalid_certs,
                 )
             except requests.exceptions.SSLError as exc:
-                raise _Failure(f"TLS error ({_short_reason(exc)}); --accept-invalid-certs skips certificate checks") from None
+                raise AttemptFailed(f"TLS error ({_short_reason(exc)}); --accept-invalid-certs skips certificate checks") from None
             except requests.exceptions.Timeout:
-                raise _Failure(f"timed out after {opts.timeout:g} s") from None
+                raise AttemptFailed(f"timed out after {opts.timeout:g} s") from None
             except requests.exceptions.InvalidURL as exc:
-                raise _Failure(f"invalid URL ({_short_reason(exc)})", retry=False) from None
+                raise AttemptFailed(f"invalid URL ({_short_reason(exc)})", retry=False) from None
             except requests.exceptions.RequestException as exc:
-                raise _Failure(f"connection failed ({_short_reason(exc)})") from None
+                raise AttemptFailed(f"connection failed ({_short_reason(exc)})") from None
             target = session.get_redirect_target(resp) if resp.is_redirect else None
             if target is None:
                 limit = max_bytes if resp.status_code < 400 else MAX_ERROR_BODY
@@ -293,12 +291,12 @@ class HttpClient:
             self._read_body(resp, deadline, MAX_ERROR_BODY, strict=False)
             nxt = urljoin(resp.url, target)
             if not is_http(nxt):
-                raise _Failure(f"redirected to {nxt}, which is not an http(s) URL", retry=False)
+                raise AttemptFailed(f"redirected to {nxt}, which is not an http(s) URL", retry=False)
             if not same_origin(nxt, url):
                 # Field notes N1/S6: keep the user's headers, but not credentials, on another host.
                 hop_headers = {k: v for k, v in hop_headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
             current = nxt
-        raise _Failure(f"more than {MAX_REDIRECTS} redirects", retry=False)
+        raise AttemptFailed(f"more than {MAX_REDIRECTS} redirects", retry=False)
 
     def _read_body(self, resp: requests.Response, deadline: float, limit: int, strict: bool) -> bytes:
         """Read a streamed body before `deadline`; `strict` makes a short or oversized body an error."""
@@ -312,7 +310,7 @@ class HttpClient:
         try:
             while True:
                 if time.monotonic() > deadline:
-                    raise _Failure(f"timed out after {self.options.timeout:g} s (body incomplete)")
+                    raise AttemptFailed(f"timed out after {self.options.timeout:g} s (body incomplete)")
                 chunk = read(64 * 1024, decode_content=True)
                 if not chunk:
                     break
@@ -320,49 +318,49 @@ class HttpClient:
                 size += len(chunk)
                 if size > limit:
                     if strict:
-                        raise _Failure(f"body larger than {limit} bytes", status=resp.status_code, retry=False)
+                        raise AttemptFailed(f"body larger than {limit} bytes", status=resp.status_code, retry=False)
                     resp.close()
                     return b"".join(chunks)[:limit]
-        except _Failure:
+        except AttemptFailed:
             resp.close()
             raise
         except urllib3.exceptions.ReadTimeoutError:
             resp.close()
-            raise _Failure(f"timed out after {self.options.timeout:g} s (body incomplete)") from None
+            raise AttemptFailed(f"timed out after {self.options.timeout:g} s (body incomplete)") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             resp.close()
             if not strict:
                 return b"".join(chunks)
             if expected is not None and size < expected:
-                raise _Failure(f"truncated body: got {size} of {expected} bytes", status=resp.status_code) from None
-            raise _Failure(f"body not received ({_short_reason(exc)})", status=resp.status_code) from None
+                raise AttemptFailed(f"truncated body: got {size} of {expected} bytes", status=resp.status_code) from None
+            raise AttemptFailed(f"body not received ({_short_reason(exc)})", status=resp.status_code) from None
         resp.raw.release_conn()
         if strict and expected is not None and size != expected:
-            raise _Failure(f"truncated body: got {size} of {expected} bytes", status=resp.status_code)
+            raise AttemptFailed(f"truncated body: got {size} of {expected} bytes", status=resp.status_code)
         return b"".join(chunks)
 
 
-def _read_local(url: str, limit: int) -> bytes:
-    """The bytes of a file: URL, or `_Failure` (never retried) naming the problem."""
+def read_local(url: str, limit: int) -> bytes:
+    """The bytes of a file: URL, or `AttemptFailed` (never retried) naming the problem."""
     path = file_url_path(url)
     try:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except FileNotFoundError:
-        raise _Failure("no such file", retry=False) from None
+        raise AttemptFailed("no such file", retry=False) from None
     except OSError as exc:
-        raise _Failure(f"cannot read the file ({exc.strerror or exc})", retry=False) from None
+        raise AttemptFailed(f"cannot read the file ({exc.strerror or exc})", retry=False) from None
     if len(data) > limit:
-        raise _Failure(f"file larger than {limit} bytes", retry=False)
+        raise AttemptFailed(f"file larger than {limit} bytes", retry=False)
     return data
 
 
-def _status_failure(resp: Response) -> _Failure:
+def status_failure(resp: Response) -> AttemptFailed:
     """The failure for an HTTP error status: transient ones are retried, honouring Retry-After."""
     s = resp.status
     retry_after = parse_retry_after(resp.headers.get("Retry-After")) if s in RETRY_AFTER_STATUS else None
     transient = s in TRANSIENT_STATUS or (s >= 500 and s not in (501, 505))
-    return _Failure(f"HTTP {s} {resp.reason}".rstrip(), status=s, retry=transient, retry_after=retry_after)
+    return AttemptFailed(f"HTTP {s} {resp.reason}".rstrip(), status=s, retry=transient, retry_after=retry_after)
 
 
 def fetch_document(
@@ -374,8 +372,8 @@ def fetch_document(
     """
     if is_file_url(url):
         try:
-            return _read_local(url, MAX_DOCUMENT_BYTES)
-        except _Failure as exc:
+            return read_local(url, MAX_DOCUMENT_BYTES)
+        except AttemptFailed as exc:
             raise NetworkError(f"{url}: {exc}") from None
     if not is_http(url):
         raise NetworkError(f"{url}: unsupported URL scheme (expected http, https or file)")
@@ -389,8 +387,8 @@ def fetch_document(
                 resp = client.get(url, headers, MAX_DOCUMENT_BYTES)
                 if resp.status < 400:
                     return resp.body
-                raise _status_failure(resp)
-            except _Failure as exc:
+                raise status_failure(resp)
+            except AttemptFailed as exc:
                 if not exc.retry or attempt == options.retries:
                     raise NetworkError(f"{url}: {exc}") from None
                 time.sleep(max(delay, exc.retry_after or 0.0))
@@ -401,171 +399,8 @@ def fetch_document(
             client.close()
 
 
-class TileLike(Protocol):
-    """What the downloader needs of a tile: its index, URL and canvas position."""
-
-    index: int
-    url: str
-    x: int
-    y: int
-
-
-@dataclass
-class TileResult:
-    """The outcome of one tile: its bytes, or the last error; HTTP status and attempts made."""
-
-    tile: Any
-    data: bytes | None
-    status: int | None
-    error: str | None
-    attempts: int
-
-    @property
-    def ok(self) -> bool:
-        """True when the tile's bytes were received and checked (`data` may since be released)."""
-        return self.error is None
-
-
-class Throttle:
-    """Thread-safe minimum interval between request starts, with a pause all threads respect."""
-
-    def __init__(self, interval: float, stop: threading.Event):
-        self.interval, self._stop = interval, stop
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        """Block until this thread may start a request (spec §7.5: about one per `min_interval`)."""
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            self._stop.wait(start - now)
-
-    def hold(self, seconds: float) -> None:
-        """Let no request start for `seconds` (a server's Retry-After applies to every tile)."""
-        with self._lock:
-            self._next = max(self._next, time.monotonic() + seconds)
-
-
-def check_tile_body(data: bytes, content_type: str = "") -> None:
-    """Raise `_Failure` unless `data` starts like an image (empty bodies and HTML pages fail)."""
-    if not data:
-        raise _Failure("empty body")
-    if cache.sniff_image(data) is None:
-        head = data[:512].lstrip().lower()
-        if "html" in content_type.lower() or head.startswith((b"<!doctype html", b"<html")):
-            raise _Failure(f"got an HTML page ({content_type or 'no Content-Type'}), not an image")
-        raise _Failure(f"not an image ({content_type or 'no Content-Type'}, starts with {data[:8]!r})")
-
-
-class _TileWorker:
-    """Downloads single tiles with retries, backoff with jitter, throttling and body checks."""
-
-    def __init__(self, client: HttpClient, headers: Mapping[str, str], throttle: Throttle, stop: threading.Event,
-                 process: Callable[[Any, bytes], bytes] | None, allow_file_urls: bool):
-        self.client, self.headers, self.throttle, self.stop = client, dict(headers), throttle, stop
-        self.process, self.allow_file_urls = process, allow_file_urls
-
-    def attempt(self, tile: TileLike) -> bytes:
-        """One attempt: bytes of the tile after `process`, checked; `_Failure` otherwise."""
-        if is_file_url(tile.url):
-            if not self.allow_file_urls:
-                raise _Failure("file: tile URLs are only allowed when the input itself is a local file",
-                               retry=False, attempted=False)
-            raw, ctype = _read_local(tile.url, MAX_TILE_BYTES), ""
-        elif is_http(tile.url):
-            self.throttle.wait()
-            resp = self.client.get(tile.url, self.headers, MAX_TILE_BYTES)
-            if resp.status != 200:
-                fail = _status_failure(resp) if resp.status >= 400 else _Failure(f"HTTP {resp.status} {resp.reason}", status=resp.status)
-                if fail.retry_after:
-                    self.throttle.hold(fail.retry_after)
-                raise fail
-            raw, ctype = resp.body, resp.headers.get("Content-Type", "")
-        else:
-            raise _Failure("unsupported URL scheme (expected http, https or file)", retry=False, attempted=False)
-        if not raw:
-            raise _Failure("empty body")
-        data = raw
-        if self.process is not None:
-            try:
-                data = self.process(tile, raw)
-            except Exception as exc:  # a decoder's failure is retried like a download's (spec §7.4)
-                raise _Failure(f"unable to process the downloaded tile: {exc}") from None
-        check_tile_body(data, ctype)
-        return data
-
-    def run(self, tile: TileLike) -> TileResult:
-        """All attempts of one tile (spec §7.4): r retries, wait = d + d*((x+y)%100)/100, doubling."""
-        retries = self.client.options.retries
-        delay = self.client.options.retry_delay
-        wait_s = delay + delay * ((tile.x + tile.y) % 100) / 100
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                return TileResult(tile, self.attempt(tile), 200, None, attempts)
-            except _Failure as exc:
-                attempts -= 0 if exc.attempted else 1
-                # 404/410 and other final statuses are not retried: no retry storm on holes.
-                if not exc.retry or attempts > retries or self.stop.is_set():
-                    return TileResult(tile, None, exc.status, str(exc), attempts)
-                if self.stop.wait(max(wait_s, exc.retry_after or 0.0)):
-                    return TileResult(tile, None, exc.status, str(exc), attempts)
-                wait_s *= 2
-
-
-def download_tiles(
-    tiles: Iterable[TileLike],
-    options: NetOptions,
-    headers: Mapping[str, str],
-    on_result: Callable[[TileResult], None] | None = None,
-    *,
-    process: Callable[[Any, bytes], bytes] | None = None,
-    allow_file_urls: bool = False,
-) -> list[TileResult]:
-    """Download tiles with `options.parallelism` threads; every result goes to `on_result` at once.
-
-    `headers` are the complete request headers (see `build_headers`). `process(tile, raw)` may
-    transform a body (e.g. decrypt) before the image check; its errors count as failed attempts.
-    `on_result` runs in the calling thread, in completion order. When it is given, the returned
-    results do not keep the tile bytes (memory stays bounded by the tiles in flight).
-    """
-    stop = threading.Event()
-    client = HttpClient(options)
-    worker = _TileWorker(client, headers, Throttle(options.min_interval, stop), stop, process, allow_file_urls)
-    results: list[TileResult] = []
-    pending: set[Future[TileResult]] = set()
-    todo = iter(tiles)
-    window = options.parallelism * 2  # futures in flight or queued; bounds memory and cancellation
-    executor = ThreadPoolExecutor(max_workers=options.parallelism, thread_name_prefix="tile")
-    try:
-        exhausted = False
-        while pending or not exhausted:
-            while not exhausted and len(pending) < window:
-                tile = next(todo, None)
-                if tile is None:
-                    exhausted = True
-                else:
-                    pending.add(executor.submit(worker.run, tile))
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: f.result().tile.index):
-                res = fut.result()
-                if on_result is not None:
-                    on_result(res)
-                    res = replace(res, data=None)
-                results.append(res)
-    finally:
-        stop.set()
-        executor.shutdown(wait=True, cancel_futures=True)
-        client.close()
-    return results
-
-
 __all__ = [
-    "DEFAULT_HEADERS", "HttpClient", "NetOptions", "Response", "Throttle", "TileResult",
-    "build_headers", "check_tile_body", "download_tiles", "fetch_document", "merge_headers",
-    "parse_duration", "parse_header", "parse_retry_after",
+    "DEFAULT_HEADERS", "AttemptFailed", "HttpClient", "NetOptions", "Response",
+    "build_headers", "fetch_document", "merge_headers", "parse_duration", "parse_header",
+    "parse_retry_after", "read_local", "status_failure",
 ]

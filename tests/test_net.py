@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dezoom_steps import net
+from dezoom_steps import net, tiledownload
 from dezoom_steps.errors import InputError, NetworkError
 from dezoom_steps.model import TileRef
 from faultserver_fixture import FaultServer, fault_server  # noqa: F401
@@ -224,10 +224,10 @@ def test_too_many_redirects(site) -> None:
 
 # --- download_tiles --------------------------------------------------------------------------
 
-def download(srv: FaultServer, paths: list[str], options: net.NetOptions = FAST, **kw) -> list[net.TileResult]:
+def download(srv: FaultServer, paths: list[str], options: net.NetOptions = FAST, **kw) -> list[tiledownload.TileResult]:
     """Download `paths` of `srv` as tiles 0..n-1; results sorted by index."""
     tiles = [tile(i, srv.url(p)) for i, p in enumerate(paths)]
-    results = net.download_tiles(tiles, options, net.build_headers(options, srv.url("meta")), **kw)
+    results = tiledownload.download_tiles(tiles, options, net.build_headers(options, srv.url("meta")), **kw)
     return sorted(results, key=lambda r: r.tile.index)
 
 
@@ -322,7 +322,7 @@ def test_retry_waits_follow_the_jitter_formula(site) -> None:
     options = net.NetOptions(parallelism=2, retries=1, retry_delay=0.4, min_interval=0)
     tiles = [tile(0, srv.url("m/fail=1,retry_after=-/a.png"), 0, 0),
              tile(1, srv.url("m/fail=1,retry_after=-/b.png"), 30, 20)]
-    assert all(r.ok for r in net.download_tiles(tiles, options, {}))
+    assert all(r.ok for r in tiledownload.download_tiles(tiles, options, {}))
     by_path: dict[str, list[float]] = {}
     for r in srv.requests():
         by_path.setdefault(r["path"], []).append(r["time"])
@@ -351,9 +351,9 @@ def test_local_tiles_only_when_allowed(tmp_path: Path) -> None:
     local = tmp_path / "t.png"
     local.write_bytes(png_bytes((5, 6, 7)))
     tiles = [tile(0, local.as_uri()), tile(1, (tmp_path / "missing.png").as_uri())]
-    refused = net.download_tiles(tiles, FAST, {})
+    refused = tiledownload.download_tiles(tiles, FAST, {})
     assert all(not r.ok and r.attempts == 0 and "only allowed when the input" in r.error for r in refused)
-    got = sorted(net.download_tiles(tiles, FAST, {}, allow_file_urls=True), key=lambda r: r.tile.index)
+    got = sorted(tiledownload.download_tiles(tiles, FAST, {}, allow_file_urls=True), key=lambda r: r.tile.index)
     assert got[0].ok and got[0].data == local.read_bytes()
     assert not got[1].ok and got[1].error == "no such file" and got[1].attempts == 1
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from dezoom_steps import cache, jsonio, net
+from dezoom_steps import cache, jsonio, net, tiledownload
 from dezoom_steps.dezoomers import by_name
 from dezoom_steps.dezoomers.base import Dezoomer
 from dezoom_steps.errors import InputError, OutputError
@@ -98,7 +98,7 @@ def fetch_tiles(
     totals = {"downloaded": 0, "bytes": 0}
     bar = _progress_bar(progress, len(assigned), len(assigned) - len(todo), doc["image"])
 
-    def on_result(res: net.TileResult) -> None:
+    def on_result(res: tiledownload.TileResult) -> None:
         tile = res.tile
         if res.ok:
             assert res.data is not None
@@ -115,7 +115,7 @@ def fetch_tiles(
             bar.update(1)
 
     try:
-        net.download_tiles(
+        tiledownload.download_tiles(
             (TileRef.from_json(t) for t in todo), options, headers, on_result,
             process=process if decode is not None else None,
             # Field notes S3: local files only when the user's input is itself a local file.

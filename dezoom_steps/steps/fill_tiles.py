@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dezoom_steps import cache, jsonio, net
+from dezoom_steps import cache, jsonio, net, tiledownload
 from dezoom_steps.cache import cache_key
 from dezoom_steps.dezoomers import by_name
 from dezoom_steps.errors import OutputError
@@ -95,7 +95,7 @@ def _download(todo: list[TileRef], cache_dir: Path, options: net.NetOptions, hea
         return
     by_url = {t.url: t for t in todo}
 
-    def on_result(r: net.TileResult) -> None:
+    def on_result(r: tiledownload.TileResult) -> None:
         """Store an arrived tile in the cache, or record its failure."""
         tile = by_url[r.tile.url]
         if r.ok:
@@ -110,7 +110,7 @@ def _download(todo: list[TileRef], cache_dir: Path, options: net.NetOptions, hea
             failed[tile.key] = {"url": tile.url, "status": r.status, "error": r.error or "unknown error",
                                 "attempts": r.attempts}
 
-    net.download_tiles(
+    tiledownload.download_tiles(
         todo, options, headers, on_result,
         process=(lambda tile, raw: decode(raw, tile.to_json())) if decode is not None else None,
         allow_file_urls=allow_file_urls,
