@@ -14,6 +14,18 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 from dezoom_steps import plan  # noqa: E402
+from dezoom_steps import stalelock  # noqa: E402
+
+# A run killed with SIGKILL leaves Snakemake's lock behind; when the run that held it is gone,
+# clear it here (before Snakemake checks it) so resuming needs no `snakemake --unlock`.
+if workflow.is_main_process:
+    for _lock in stalelock.clear_stale_locks():
+        print(f"dezoom-steps: removed {_lock}, left by a killed run", file=sys.stderr)
+
+
+onstart:
+    stalelock.record_owner()  # who holds the lock (read by clear_stale_locks on the next run)
+
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 validate(config, os.path.join(workflow.basedir, "config", "schema.yaml"), set_default=True)
@@ -108,7 +120,7 @@ rule resolve:
         url=lambda wc: entry(wc.image)["url"],
         dezoomer=lambda wc: entry(wc.image)["dezoomer"],
         errors=error_file,
-        net=plan.net_args(config),
+        net=lambda wc: plan.net_args(config, plan.policy_input(entry(wc.image))),  # remote bulk source: S2
     resources:
         http=1,
     log:
@@ -148,7 +160,7 @@ rule fetch_tiles:
         script=os.path.join(SCRIPTS, "fetch_tiles.py"),
         cache=lambda wc: f"{CACHE}/{wc.image}",
         shards=config["shards"],
-        net=plan.net_args(config),
+        net=lambda wc: plan.net_args(config, entry(wc.image)["url"]),  # --input-url: real query values
         on_missing=ON_MISSING,
         errors=error_file,
     resources:
@@ -173,7 +185,7 @@ rule fill_tiles:
         py=PY,
         script=os.path.join(SCRIPTS, "fill_tiles.py"),
         cache=lambda wc: f"{CACHE}/{wc.image}",
-        net=plan.net_args(config),
+        net=lambda wc: plan.net_args(config, entry(wc.image)["url"]),  # --input-url: real query values
         errors=error_file,
     resources:
         http=1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -18,7 +19,9 @@ from dezoom_steps.naming import ON_EXISTS_POLICIES
 from dezoom_steps.region import parse_region
 from dezoom_steps.steps.expand import expand
 from dezoom_steps.netargs import add_net_arguments, net_options
-from dezoom_steps.steps.list_tiles import DEFAULT_PIXEL_BUDGET, Selection
+from dezoom_steps.redact import install_log_redaction, redact_text
+from dezoom_steps.urls import is_http
+from dezoom_steps.steps.list_tiles import DEFAULT_PIXEL_BUDGET, DEFAULT_TILE_BUDGET, Selection
 
 PROG = "dezoom"
 
@@ -52,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--image-index", type=_natural, help="image index when the input holds several")
     sel.add_argument("--pixel-budget", type=_positive, default=DEFAULT_PIXEL_BUDGET,
                      help="refuse levels above this many pixels (default: %(default)s)")
+    sel.add_argument("--tile-budget", type=_positive, default=DEFAULT_TILE_BUDGET,
+                     help="refuse levels needing more tiles than this, before any download (default: %(default)s)")
     sel.add_argument("--region", type=_region, metavar="X,Y,W,H",
                      help="download only this rectangle of the chosen level: pixels, or fractions when all "
                           "four have a decimal point (0.25,0.25,0.5,0.5 is the middle quarter)")
@@ -153,7 +158,7 @@ def _request(args: argparse.Namespace, url: str, **extra: Any) -> Request:
     fields: dict[str, Any] = dict(
         url=url, options=net_options(args), selection=_selection(args), dezoomer=args.dezoomer,
         extension=args.format, on_exists=args.on_exists, compression=args.compression,
-        pixel_budget=args.pixel_budget, tile_cache=Path(args.tile_cache) if args.tile_cache else None,
+        pixel_budget=args.pixel_budget, tile_budget=args.tile_budget, tile_cache=Path(args.tile_cache) if args.tile_cache else None,
         region=args.region, on_missing=args.on_missing,
         tiff_compression=args.tiff_compression, tiff_pyramid=args.tiff_pyramid,
         iiif_base_url=args.iiif_base_url,
@@ -196,7 +201,7 @@ def run_bulk(args: argparse.Namespace) -> int:
         prefix = f"[{i}/{len(entries)}] {e['name']}"
         if e["error"]:
             states["failed"] += 1
-            print(f"{prefix}: FAILED: {e['error']}", flush=True)
+            print(f"{prefix}: FAILED: {redact_text(e['error'])}", flush=True)
             continue
         done = [folder / f"{e['name']}.{ext}" for ext in ([args.format] if args.format else ["jpg", "png"])]
         if args.on_exists is None and any(complete_sidecar(p) for p in done):
@@ -205,11 +210,13 @@ def run_bulk(args: argparse.Namespace) -> int:
             continue
         req = _request(args, e["url"], name=e["name"], folder=folder, taken=taken, tile_cache=cache,
                        on_exists=args.on_exists or "overwrite", choose=None)
+        if is_http(e.get("source") or ""):  # a remote manifest/list is metadata: its host is the input (S2)
+            req.options = dataclasses.replace(req.options, input_url=e["source"])
         try:
             result = download(req)
         except DezoomError as exc:
             states["failed"] += 1
-            print(f"{prefix}: FAILED: {exc}", flush=True)
+            print(f"{prefix}: FAILED: {redact_text(str(exc))}", flush=True)
             continue
         if result.sidecar is None:
             states["skipped"] += 1
@@ -250,15 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     level = getattr(logging, str(args.logging).upper(), None)
     logging.basicConfig(level=level if isinstance(level, int) else logging.WARNING,
                         format=f"{PROG}: %(levelname)s: %(message)s")
+    install_log_redaction()  # field notes S6: no secret in any log line
     try:
         if args.bulk:
             return run_bulk(args)
         out = run(args)
     except PartialDownload as exc:
-        print(f"{PROG}: warning: {exc}", file=sys.stderr)
+        print(f"{PROG}: warning: {redact_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except DezoomError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {redact_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; tiles already in the cache are kept", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import sys
@@ -18,12 +19,12 @@ from dezoom_steps.errors import NoDezoomerFits, NoTileError, OutputError
 from dezoom_steps.fill import require_all
 from dezoom_steps.jsonio import read_step_json
 from dezoom_steps.model import Level
-from dezoom_steps.naming import claim_output, default_extension, sanitize
+from dezoom_steps.naming import claim_output, default_extension, title_stem
 from dezoom_steps.steps.encode import encode
 from dezoom_steps.steps.expand import manifest_entries
 from dezoom_steps.steps.fetch_tiles import fetch_tiles
 from dezoom_steps.steps.fill_tiles import fill_tiles
-from dezoom_steps.steps.list_tiles import Selection, list_tiles
+from dezoom_steps.steps.list_tiles import DEFAULT_TILE_BUDGET, Selection, list_tiles
 from dezoom_steps.steps.resolve import resolve
 from dezoom_steps.steps.render import render, streams
 from dezoom_steps.steps.stitch import stitch
@@ -50,6 +51,7 @@ class Request:
     tile_cache: Path | None = None
     compression: int = 5
     pixel_budget: int = 10_000_000_000
+    tile_budget: int = DEFAULT_TILE_BUDGET  # --tile-budget
     choose: Chooser | None = None  # asks the user which image; None: take the first
     region: str | None = None  # --region x,y,w,h (pixels or fractions of the chosen level)
     on_missing: str = "blank"  # --on-missing blank|fail|fill
@@ -117,7 +119,7 @@ def _output_for(req: Request, title: str | None, width: int, height: int) -> tup
                 raise OutputError(f"{path}: file exists; not overwritten (see --on-exists)")
             return path, False
     else:
-        stem = req.name or sanitize(title or "") or "dezoomified"
+        stem = req.name or title_stem(title) or "dezoomified"
         path = req.folder / f"{stem}.{req.extension or default_extension(width, height)}"
         policy = req.on_exists or "suffix"
     claim = claim_output(path, policy, req.taken)
@@ -137,6 +139,8 @@ def _check_writable(out: Path) -> None:
 
 def download(req: Request) -> Result:
     """Resolve, choose, list, fetch, stitch and encode one image; returns where it went."""
+    # The real input URL: the step files hold it redacted, fetch restores its query from here.
+    req = Request(**{**req.__dict__, "options": dataclasses.replace(req.options, input_url=req.options.input_url or req.url)})
     work = Path(tempfile.mkdtemp(prefix="dezoom-"))
     try:
         try:
@@ -151,7 +155,8 @@ def download(req: Request) -> Result:
             labels = [f"{g or 'image'} ({lv.width} x {lv.height} pixels)" for g, lv in choices]
             selection = Selection(**{**selection.__dict__, "image_index": _pick(labels, req, res["input_url"])})
         tiles = list_tiles(resolve_json=work / "resolve.json", output=work / "tiles.json", image="cli",
-                           selection=selection, pixel_budget=req.pixel_budget, region=req.region)
+                           selection=selection, pixel_budget=req.pixel_budget, region=req.region,
+                           tile_budget=req.tile_budget)
         width, height = tiles["canvas"]["width"], tiles["canvas"]["height"]
         target = _output_for(req, tiles["title"], width, height)
         if target is None:

@@ -9,7 +9,8 @@ The tree, with exit codes::
     │   ├── MalformedMetadata        3  the input is this format but broken (bad XML, zero size...)
     │   └── TooManyRounds            3  the fetch/resolve loop did not converge
     ├── NetworkError                 4  a document could not be fetched (HTTP status, timeout, TLS)
-    │   └── NoTileError              4  not a single tile could be fetched
+    │   ├── NoTileError              4  not a single tile could be fetched
+    │   └── HostBlocked              4  a host answered with an anti-bot challenge (captcha...)
     ├── OutputError                  5  output impossible: format limit, pixel budget, file exists,
     │                                   folder not writable, disk full
     ├── PartialDownload              6  the image was written but some tiles are missing
@@ -94,6 +95,19 @@ class NetworkError(DezoomError):
 
 class NoTileError(NetworkError):
     """Not a single tile of the image could be downloaded."""
+
+
+class HostBlocked(NetworkError):
+    """A host served an anti-bot challenge (captcha, "unusual traffic"...): no more requests to it.
+
+    `host` is the blocked host, `url` the URL that showed the challenge, `retry_at` the Unix
+    time after which it may be tried again. `results` may carry the tile results gathered so far.
+    """
+
+    def __init__(self, message: str, host: str = "", url: str = "", retry_at: float = 0.0):
+        self.host, self.url, self.retry_at = host, url, retry_at
+        self.results: list = []
+        super().__init__(message)
 
 
 class OutputError(DezoomError):

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 
 from dezoom_steps.errors import InputError
+from dezoom_steps.redact import redact_json
 
 KINDS = ("bulk", "resolve", "tiles", "fetch", "fill", "stitch", "output")
 
@@ -88,6 +89,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def write_step_json(path: str | os.PathLike[str], kind: str, body: dict[str, Any]) -> dict[str, Any]:
     """Stamp `body` with its schema id, validate it and write it atomically; returns the document."""
     doc = {"schema": schema_id(kind), **body}
+    if kind != "bulk":  # field notes S6/S10: no secret in files written for users (bulk.json feeds the steps)
+        doc = redact_json(doc)
     validate(doc, kind)
     atomic_write_bytes(path, (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode())
     return doc

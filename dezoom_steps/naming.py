@@ -64,6 +64,13 @@ def sanitize(text: str) -> str:
     return _truncate("".join(out).rstrip("-"))
 
 
+def title_stem(title: str | None) -> str:
+    """The default file stem of a title: sanitize() (the incumbent's rules, spec 9.2), then made
+    one safe path component on every system by clean_component() (field notes S1/O6: `CON` ->
+    `CON_`, no trailing dot or space); "" when nothing is left."""
+    return clean_component(sanitize(title or ""))
+
+
 def _truncate(name: str) -> str:
     """Cut `name` to at most MAX_NAME_BYTES of UTF-8 without splitting a character."""
     data = name.encode("utf-8")
@@ -89,7 +96,7 @@ def output_path(outfile: str | None, title: str | None, width: int | None, heigh
     if outfile:
         path = Path(outfile)
         return path if path.suffix else path.with_name(path.name + "." + ext)
-    base = sanitize(title or "") or "dezoomified"
+    base = title_stem(title) or "dezoomified"
     candidate = folder / f"{base}.{ext}"
     n = 0
     while candidate.exists() or Path(str(candidate) + ".json").exists():

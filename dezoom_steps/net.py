@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import email.utils
 import http
+import http.cookiejar
+import os
 import re
+import socket
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urljoin
@@ -25,8 +29,10 @@ import requests
 import requests.adapters
 import urllib3
 
+from dezoom_steps import hostpolicy, scope
 from dezoom_steps.errors import InputError, NetworkError
-from dezoom_steps.urls import file_url_path, is_file_url, is_http, same_origin
+from dezoom_steps.redact import redact_text, redact_url
+from dezoom_steps.urls import file_url_path, is_file_url, is_http
 
 # Spec §7.2, default headers: "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) ...".
 DEFAULT_HEADERS: dict[str, str] = {
@@ -38,14 +44,12 @@ DEFAULT_HEADERS: dict[str, str] = {
     "Accept": "*/*",
 }
 MAX_REDIRECTS = 10  # spec §7.2: "Redirects are followed (reqwest default: up to 10)"
-MAX_DOCUMENT_BYTES = 32 * 1024 * 1024  # metadata is tiny; anything larger is not metadata
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024  # field notes S7: metadata is tiny; "cap XML size (1-5 MB)"
 MAX_TILE_BYTES = 64 * 1024 * 1024  # field notes S5: cap per-tile bytes
 MAX_ERROR_BODY = 64 * 1024  # error pages are read (to keep the connection) up to this size
 MAX_RETRY_AFTER = 60.0  # a server's Retry-After is honoured up to this many seconds
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUS = frozenset({429, 503})
-# Headers that carry credentials: never sent to another origin after a redirect (field notes S6).
-_CREDENTIAL_HEADERS = ("cookie", "authorization", "proxy-authorization")
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field-name
 _BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
@@ -67,8 +71,34 @@ class NetOptions:
     headers: dict[str, str] = field(default_factory=dict)
     accept_invalid_certs: bool = False
     max_idle_per_host: int = 32
+    # Authentication, TLS and address policy (dezoom_steps/scope.py, redact.py, hostpolicy.py).
+    header_hosts: tuple[str, ...] = ()  # hosts besides the input's that get -H headers; "*" = every host
+    cookies_file: str | None = None  # a Netscape cookies.txt; each request gets its matching cookies
+    inherit_query: bool = False  # add the input URL's query to same-host tile/document URLs
+    insecure_hosts: tuple[str, ...] = ()  # hosts whose TLS certificates are not verified
+    ca_bundle: str | None = None  # PEM file of the certificate authorities to trust
+    allow_private_networks: bool = False  # allow loopback/private/link-local hosts named by metadata
+    max_document_bytes: int = MAX_DOCUMENT_BYTES
+    max_tile_bytes: int = MAX_TILE_BYTES
+    input_url: str | None = None  # the user's input URL (set by the steps): scopes headers and addresses
+    # Politeness, retries and tile checks (dezoom_steps/politeness.py, retrypolicy.py, tilecheck.py).
+    host_parallelism: int | None = None  # requests in flight per host; None: same as parallelism
+    max_retry_after: float = MAX_RETRY_AFTER  # a longer Retry-After waits this long (and says so)
+    tile_check: str = "decode"  # "decode": tiles must decode; "header": magic bytes and header only
+    block_file: str | None = None  # blocked-hosts record; None: blocked-hosts.json in the tile cache
+    ignore_block: bool = False  # forget recorded blocks (anti-bot pages) and try the hosts again
 
     def __post_init__(self) -> None:
+        if self.max_document_bytes < 1 or self.max_tile_bytes < 1:
+            raise InputError("--max-document-bytes and --max-tile-bytes must be at least 1")
+        if self.ca_bundle is not None and not os.path.isfile(self.ca_bundle):
+            raise InputError(f"{self.ca_bundle}: no such CA bundle file (--ca-bundle)")
+        if self.host_parallelism is not None and self.host_parallelism < 1:
+            raise InputError(f"--host-parallelism must be at least 1 (got {self.host_parallelism})")
+        if self.max_retry_after < 0:
+            raise InputError("--max-retry-after cannot be negative")
+        if self.tile_check not in ("decode", "header"):
+            raise InputError(f"--tile-check must be decode or header (got {self.tile_check!r})")
         # Spec §13: "`--parallelism 0` is accepted (it would hang)": refused here.
         if self.parallelism < 1:
             raise InputError(f"--parallelism must be at least 1 (got {self.parallelism})")
@@ -155,6 +185,24 @@ def parse_retry_after(value: str | None, now: float | None = None, cap: float = 
     return min(max(seconds, 0.0), cap)
 
 
+def system_resolver(host: str) -> list[str]:
+    """Every address of `host` from the system resolver (getaddrinfo); [] when it does not resolve."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError):
+        return []
+    return list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
+
+
+def jar_cookie_header(jar: http.cookiejar.CookieJar | None, url: str) -> str | None:
+    """The `Cookie` header value of the cookies of `jar` that match `url` (domain, path, secure, expiry)."""
+    if jar is None or not is_http(url):
+        return None
+    request = urllib.request.Request(url)
+    jar.add_cookie_header(request)
+    return request.unredirected_hdrs.get("Cookie")
+
+
 class AttemptFailed(Exception):
     """One failed attempt: a one-line message, the HTTP status if any, and what to do next."""
 
@@ -207,8 +255,36 @@ def _short_reason(exc: BaseException) -> str:
         text = root.strerror
     else:
         text = re.sub(r"<[^<>]* at 0x[0-9a-f]+>:?\s*", "", str(root)) or type(root).__name__
-    text = " ".join(text.split())
+    text = redact_text(" ".join(text.split()))  # urllib3 messages quote the URL, query tokens included
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+# OpenSSL verify codes (X509_V_ERR_*) and what they mean for a user (field notes N7).
+_TLS_VERIFY_REASONS = {
+    9: "its certificate is not valid yet",
+    10: "its certificate has expired",
+    18: "its certificate is self-signed",
+    19: "its certificate chain ends in a self-signed certificate that is not trusted (unknown CA)",
+    20: "its certificate was issued by an unknown certificate authority",
+    21: "its certificate was issued by an unknown certificate authority (no issuer certificate)",
+    62: "its certificate does not match the host name",
+    64: "its certificate does not match the IP address",
+}
+
+
+def tls_failure(url: str, exc: BaseException) -> tuple[str, bool]:
+    """A one-line TLS error naming the host and why, and whether it is permanent (a certificate problem)."""
+    host = scope.host_of(url)
+    root = _root_cause(exc)
+    code = getattr(root, "verify_code", None)
+    hint = f"--ca-bundle FILE trusts its CA, --insecure-host {host} skips the check for this host only"
+    if code is not None:
+        why = _TLS_VERIFY_REASONS.get(code) or f"its certificate was refused ({getattr(root, 'verify_message', '') or code})"
+        return f"TLS error with {host}: {why}; {hint}", True
+    text = _short_reason(exc)
+    if "hostname mismatch" in text.lower() or "doesn't match" in text.lower():
+        return f"TLS error with {host}: its certificate does not match the host name; {hint}", True
+    return f"TLS error with {host} ({text})", False
 
 
 class HttpClient:
@@ -224,9 +300,46 @@ class HttpClient:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._sessions: list[requests.Session] = []
-        if options.accept_invalid_certs:
+        # The user's -H headers, secret references resolved here, in the step process (S12).
+        self._user = {k.lower(): scope.resolve_secret(v) for k, v in options.headers.items()}
+        self._secrets: dict[str, str] = {}
+        self.scope = scope.HeaderScope(options.input_url, tuple(options.header_hosts))
+        self._jar = scope.load_cookie_jar(options.cookies_file) if options.cookies_file else None
+        self.policy = hostpolicy.AddressPolicy(options.input_url, options.allow_private_networks)
+        if options.accept_invalid_certs or options.insecure_hosts:
             # Only when the user asked for unverified TLS; the warning would repeat for every tile.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+    def _secret(self, value: str) -> str:
+        """A header value with an `@env:`/`@file:` reference resolved (level headers may hold them)."""
+        if not value.startswith(("@env:", "@file:")):
+            return value
+        with self._lock:
+            got = self._secrets.get(value)
+        if got is None:
+            got = scope.resolve_secret(value)
+            with self._lock:
+                self._secrets[value] = got
+        return got
+
+    def request_url(self, url: str) -> str:
+        """The URL actually requested: redacted values restored, the input's query added if asked (M18)."""
+        real = scope.restore_redacted(url, self.options.input_url)
+        return scope.inherit_query(real, self.options.input_url) if self.options.inherit_query else real
+
+    def verify(self, url: str) -> bool | str:
+        """The `verify` argument for `url`: False for insecure hosts, the CA bundle, or True."""
+        opts = self.options
+        if opts.accept_invalid_certs or any(scope.host_matches(scope.host_of(url), h) for h in opts.insecure_hosts):
+            return False
+        return opts.ca_bundle or True
+
+    def check_address(self, url: str, first_url: str | None = None) -> None:
+        """Raise AttemptFailed (no request made) when the address policy refuses `url`'s host (S2)."""
+        try:
+            self.policy.check(url, scope.host_of(url), scope.host_of(first_url) if first_url else None)
+        except hostpolicy.AddressRefused as exc:
+            raise AttemptFailed(str(exc), retry=False, attempted=False) from None
 
     def session(self) -> tuple[requests.Session, bool]:
         """This thread's session, and whether its connections may be kept alive."""
@@ -249,34 +362,44 @@ class HttpClient:
         for s in sessions:
             s.close()
 
-    def get(self, url: str, headers: Mapping[str, str], max_bytes: int) -> Response:
+    def get(self, url: str, headers: Mapping[str, str], max_bytes: int, limit_option: str | None = None) -> Response:
         """GET `url` following redirects; any status is returned, transport errors raise `AttemptFailed`.
 
         The whole exchange (redirects, headers, body) must end within `options.timeout` seconds.
+        Every hop is checked by the address policy before connecting and gets its own headers
+        (`scope.hop_headers`: -H headers and cookies only where they belong). A body larger than
+        `max_bytes` fails, naming `limit_option` (the flag that raises the limit).
         """
         opts = self.options
         deadline = time.monotonic() + opts.timeout
         session, keep = self.session()
-        hop_headers = dict(headers)
+        # Secret references resolved; a Referer the step files hold redacted gets its real query back.
+        base = {k: scope.restore_redacted(self._secret(v), opts.input_url) for k, v in headers.items()}
         if not keep:
-            hop_headers["Connection"] = "close"
-        current = url
+            base["Connection"] = "close"
+        first = current = self.request_url(url)
+        if limit_option is None:
+            limit_option = "--max-tile-bytes" if max_bytes == opts.max_tile_bytes else "--max-document-bytes"
         for _ in range(MAX_REDIRECTS + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AttemptFailed(f"timed out after {opts.timeout:g} s")
+            self.check_address(current, first)
+            hop = scope.hop_headers(base, current, first_url=first, scope=self.scope, user=self._user,
+                                    jar_cookie=jar_cookie_header(self._jar, current))
             try:
                 resp = session.get(
                     current,
-                    headers=hop_headers,
+                    headers=hop,
                     timeout=(min(opts.connect_timeout, remaining), remaining),
                     allow_redirects=False,
                     stream=True,
                     # Per request: a session-level False loses to REQUESTS_CA_BUNDLE from the environment.
-                    verify=not opts.accept_invalid_certs,
+                    verify=self.verify(current),
                 )
             except requests.exceptions.SSLError as exc:
-                raise AttemptFailed(f"TLS error ({_short_reason(exc)}); --accept-invalid-certs skips certificate checks") from None
+                message, permanent = tls_failure(current, exc)
+                raise AttemptFailed(message, retry=not permanent) from None
             except requests.exceptions.Timeout:
                 raise AttemptFailed(f"timed out after {opts.timeout:g} s") from None
             except requests.exceptions.InvalidURL as exc:
@@ -286,19 +409,23 @@ class HttpClient:
             target = session.get_redirect_target(resp) if resp.is_redirect else None
             if target is None:
                 limit = max_bytes if resp.status_code < 400 else MAX_ERROR_BODY
-                body = self._read_body(resp, deadline, limit, strict=resp.status_code < 400)
+                declared = resp.headers.get("Content-Length", "")
+                if resp.status_code < 400 and declared.isdigit() and int(declared) > limit:
+                    resp.close()
+                    raise AttemptFailed(f"response of {declared} bytes is larger than the limit of {limit} bytes "
+                                        f"({limit_option})", status=resp.status_code, retry=False)
+                body = self._read_body(resp, deadline, limit, strict=resp.status_code < 400, limit_option=limit_option)
                 return Response(resp.url, resp.status_code, _reason_phrase(resp.status_code, resp.reason), resp.headers, body)
             self._read_body(resp, deadline, MAX_ERROR_BODY, strict=False)
             nxt = urljoin(resp.url, target)
             if not is_http(nxt):
-                raise AttemptFailed(f"redirected to {nxt}, which is not an http(s) URL", retry=False)
-            if not same_origin(nxt, url):
-                # Field notes N1/S6: keep the user's headers, but not credentials, on another host.
-                hop_headers = {k: v for k, v in hop_headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+                # Field notes S3: a server never makes us read a local file (or another scheme).
+                raise AttemptFailed(f"redirected to {redact_url(nxt)}, which is not an http(s) URL", retry=False)
             current = nxt
         raise AttemptFailed(f"more than {MAX_REDIRECTS} redirects", retry=False)
 
-    def _read_body(self, resp: requests.Response, deadline: float, limit: int, strict: bool) -> bytes:
+    def _read_body(self, resp: requests.Response, deadline: float, limit: int, strict: bool,
+                   limit_option: str = "--max-tile-bytes") -> bytes:
         """Read a streamed body before `deadline`; `strict` makes a short or oversized body an error."""
         raw = resp.raw
         read = getattr(raw, "read1", None) or raw.read
@@ -318,7 +445,8 @@ class HttpClient:
                 size += len(chunk)
                 if size > limit:
                     if strict:
-                        raise AttemptFailed(f"body larger than {limit} bytes", status=resp.status_code, retry=False)
+                        raise AttemptFailed(f"response larger than the limit of {limit} bytes ({limit_option})",
+                                            status=resp.status_code, retry=False)
                     resp.close()
                     return b"".join(chunks)[:limit]
         except AttemptFailed:
@@ -368,11 +496,15 @@ def fetch_document(
 ) -> bytes:
     """The bytes of a metadata document (http(s) or file:); `NetworkError` naming the URL on failure.
 
-    Transient failures (429, 5xx, timeouts, connection errors) are retried `options.retries` times.
+    Transient failures (429, 5xx, timeouts, connection errors) are retried `options.retries` times,
+    other 4xx once, 404/410 never; an anti-bot page raises HostBlocked (see retrypolicy, blockpage).
     """
     if is_file_url(url):
+        if options.input_url is not None and not is_file_url(options.input_url):
+            # Field notes S3: local files only for a local input, never from remote metadata.
+            raise NetworkError(f"{url}: refused: a file: URL named by remote metadata (the input is not a local file)")
         try:
-            return read_local(url, MAX_DOCUMENT_BYTES)
+            return read_local(url, options.max_document_bytes)
         except AttemptFailed as exc:
             raise NetworkError(f"{url}: {exc}") from None
     if not is_http(url):
@@ -380,20 +512,44 @@ def fetch_document(
     own = client is None
     client = client or HttpClient(options)
     headers = build_headers(options, referer)
+    # Retry policy by cause (dezoom_steps/retrypolicy.py), Retry-After up to --max-retry-after,
+    # anti-bot pages stop at once (field notes M19, N5); imported here: they import nothing of net.
+    from dezoom_steps import blockpage, politeness, retrypolicy
+
+    record = politeness.BlockRecord(options.block_file) if options.block_file else None
+    known = record.active() if record is not None and not options.ignore_block else {}
+    if politeness.host_of(url) in known:
+        raise known[politeness.host_of(url)].error()
     delay = options.retry_delay
+    attempt = 0
     try:
-        for attempt in range(options.retries + 1):
+        while True:
+            attempt += 1
+            resp = None
             try:
-                resp = client.get(url, headers, MAX_DOCUMENT_BYTES)
+                resp = client.get(url, headers, options.max_document_bytes, "--max-document-bytes")
+                kind = blockpage.challenge_kind(resp.status, resp.url, resp.headers, resp.body)
+                if kind is not None:
+                    asked = parse_retry_after(resp.headers.get("Retry-After"), cap=float("inf"))
+                    block = politeness.make_block(url, kind, asked)
+                    if record is not None:
+                        record.add(block)
+                    raise block.error()
                 if resp.status < 400:
                     return resp.body
                 raise status_failure(resp)
             except AttemptFailed as exc:
-                if not exc.retry or attempt == options.retries:
+                allowed = retrypolicy.retries_allowed(exc.status, exc.retry, options.retries)
+                if attempt > allowed:
                     raise NetworkError(f"{url}: {exc}") from None
-                time.sleep(max(delay, exc.retry_after or 0.0))
+                asked = None
+                if resp is not None and resp.status in RETRY_AFTER_STATUS:
+                    asked = parse_retry_after(resp.headers.get("Retry-After"), cap=float("inf"))
+                wait, note = retrypolicy.retry_wait(delay, asked, options.max_retry_after)
+                retrypolicy.log.info("retrying %s in %.1f s (%s, attempt %d of %d)%s", url, wait,
+                                     retrypolicy.cause_of(exc.status, str(exc)), attempt + 1, allowed + 1, note)
+                time.sleep(wait)
                 delay *= 2
-        raise AssertionError("unreachable")
     finally:
         if own:
             client.close()

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
+from dezoom_steps import safejson
 from dezoom_steps.urls import is_http, resolve_relative
 
 MAX_NESTING = 3  # an app URL wrapping a viewer URL wrapping the metadata URL, at most
@@ -55,7 +55,7 @@ def content_state_url(value: str) -> str | None:
         return url
     try:
         text = base64.urlsafe_b64decode(value.strip() + "=" * (-len(value.strip()) % 4))
-        doc = json.loads(text.decode("utf-8"))
+        doc = safejson.loads(text.decode("utf-8"))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         return None
     target: Any = doc.get("target", doc) if isinstance(doc, dict) else None
@@ -122,7 +122,10 @@ def _items(text: str) -> list[tuple[str, str]]:
 
 def unwrap(url: str) -> Unwrapped | None:
     """The URL a viewer-app URL wraps (one level), or None when no wrapper applies."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a broken [IPv6] host (found by fuzzing): nothing to unwrap
+        return None
     for w in WRAPPERS:
         if w.place == "fragment":
             candidates = [("", parts.fragment)] if parts.fragment else []

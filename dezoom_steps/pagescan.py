@@ -166,6 +166,10 @@ class _Collector:
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", ref) and not re.match(r"(?i)^(?:https?|file):", ref):
             return None  # javascript:, data:, mailto:...
         url = resolve_relative(self.base, ref)
+        try:
+            urlsplit(url).port  # a broken [IPv6] host or port raises here (found by fuzzing)
+        except ValueError:
+            return None
         if is_http(url) or (is_file_url(url) and is_file_url(self.page_url)):
             return url.split("#", 1)[0]
         return None

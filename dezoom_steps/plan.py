@@ -58,8 +58,12 @@ def images(config: dict[str, Any], basedir: Path) -> dict[str, dict[str, Any]]:
 KNOWN_EXTENSIONS = {"jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp", "gif", "iiif", "dzi"}
 
 
-def net_args(config: dict[str, Any]) -> str:
-    """Network flags for the resolve and fetch scripts, shell-quoted."""
+def net_args(config: dict[str, Any], input_url: str | None = None) -> str:
+    """Network flags for the resolve and fetch scripts, shell-quoted.
+
+    `input_url` (the image's input) is passed as --input-url: step files hold URLs with their
+    secret query values redacted, and the step restores them from it at request time.
+    """
     args = [
         "--parallelism", config["parallelism"], "--retries", config["retries"],
         "--retry-delay", config["retry_delay"], "--min-interval", config["min_interval"],
@@ -69,7 +73,41 @@ def net_args(config: dict[str, Any]) -> str:
         args += ["-H", header]
     if config.get("accept_invalid_certs"):
         args.append("--accept-invalid-certs")
+    # Authentication, TLS and address policy (see netargs.add_net_arguments).
+    for key, flag in (("header_hosts", "--header-host"), ("insecure_hosts", "--insecure-host")):
+        for host in config.get(key) or []:
+            args += [flag, host]
+    for key, flag in (("cookies", "--cookies"), ("ca_bundle", "--ca-bundle"),
+                      ("max_document_bytes", "--max-document-bytes"), ("max_tile_bytes", "--max-tile-bytes")):
+        if config.get(key) is not None:
+            args += [flag, config[key]]
+    for key, flag in (("inherit_query", "--inherit-query"), ("allow_private_networks", "--allow-private-networks")):
+        if config.get(key):
+            args.append(flag)
+    # Politeness and tile checks (see netargs.add_net_arguments); one block record for the whole run.
+    for key, flag in (("host_parallelism", "--host-parallelism"), ("max_retry_after", "--max-retry-after"),
+                      ("tile_check", "--tile-check")):
+        if config.get(key) is not None:
+            args += [flag, config[key]]
+    block_file = config.get("block_file") or (f"{config['cache_dir']}/blocked-hosts.json" if config.get("cache_dir") else None)
+    if block_file:
+        args += ["--block-file", block_file]
+    if config.get("ignore_block"):
+        args.append("--ignore-block")
+    if input_url:
+        args += ["--input-url", input_url]
     return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def policy_input(entry: dict[str, Any]) -> str | None:
+    """The URL whose host the address policy trusts for an image: its remote bulk source, if any.
+
+    A manifest or list downloaded from a server is remote metadata (field notes S2): the URLs it
+    lists must not reach private or loopback hosts unless the list's own host is one. Entries of
+    a local list are the user's own inputs (None: the entry URL itself is the input).
+    """
+    source = entry.get("source")
+    return source if isinstance(source, str) and is_http(source) else None
 
 
 def selection_args(config: dict[str, Any], bulk: bool = False) -> str:
@@ -79,6 +117,8 @@ def selection_args(config: dict[str, Any], bulk: bool = False) -> str:
     dezoomify-rs, bulk mode takes the largest level unless a level option says otherwise.
     """
     args: list[Any] = ["--pixel-budget", config["pixel_budget"]]
+    if config.get("tile_budget") is not None:
+        args += ["--tile-budget", config["tile_budget"]]
     if config.get("largest"):
         args.append("--largest")
     for key in ("max_width", "max_height", "zoom_level") + (() if bulk else ("image_index",)):
@@ -104,7 +144,8 @@ def bulk_images(bulk_json: str, config: dict[str, Any], static: dict[str, Any]) 
         while name in static or name in out:
             name += "_bulk"
         out[name] = {"url": entry["url"], "name": name, "format": config["format"],
-                     "dezoomer": config["dezoomer"], "title": entry["title"], "label": entry["label"]}
+                     "dezoomer": config["dezoomer"], "title": entry["title"], "label": entry["label"],
+                     "source": entry.get("source")}
     return out
 
 

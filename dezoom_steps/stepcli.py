@@ -10,6 +10,7 @@ from typing import Callable
 
 from dezoom_steps.errors import BUG_EXIT_CODE, DezoomError
 from dezoom_steps.jsonio import atomic_write_bytes
+from dezoom_steps.redact import install_log_redaction, redact_text
 
 
 def run_step(name: str, body: Callable[[], object], level: int = logging.INFO,
@@ -22,16 +23,17 @@ def run_step(name: str, body: Callable[[], object], level: int = logging.INFO,
     success).
     """
     logging.basicConfig(level=level, format=f"{name}: %(levelname)s: %(message)s")
+    install_log_redaction()  # field notes S6: no secret in the job logs
     try:
         body()
     except DezoomError as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {redact_text(str(exc))}", file=sys.stderr)
         if error_file is not None:
-            record = {"step": name, "error": str(exc), "exit_code": exc.exit_code}
+            record = {"step": name, "error": redact_text(str(exc)), "exit_code": exc.exit_code}
             atomic_write_bytes(error_file, (json.dumps(record) + "\n").encode())
         return exc.exit_code
     except Exception as exc:  # a bug: one line, not a traceback
-        print(f"{name}: internal error ({type(exc).__name__}: {exc}); please report it", file=sys.stderr)
+        print(f"{name}: internal error ({type(exc).__name__}: {redact_text(str(exc))}); please report it", file=sys.stderr)
         return BUG_EXIT_CODE
     if error_file is not None:
         error_file.unlink(missing_ok=True)

@@ -38,16 +38,27 @@ def normalize_input(text: str) -> str:
     if not text:
         raise InputError("no input URL given")
     if is_http(text):
+        try:
+            urlsplit(text).port  # a broken [IPv6] host or a port out of range raises here
+        except ValueError as exc:
+            raise InputError(f"{text}: not a valid URL ({exc})") from None
         return text
     if is_file_url(text):
         path = file_url_path(text)
     elif _SCHEME.match(text) and not re.match(r"^[A-Za-z]:[\\/]", text):
         raise InputError(f"{text}: unsupported URL scheme (use http, https, file: or a local path)")
     else:
-        path = Path(text).expanduser()
+        try:
+            path = Path(text).expanduser()
+        except RuntimeError:  # `~nosuchuser/x`
+            raise InputError(f"{text}: no such file (unknown user in '~')") from None
     templated = "{{" in str(path)  # URL templates such as map_{{X}}_{{Y}}.jpg name no single file
-    if not templated and not path.exists():
-        raise InputError(f"{text}: no such file")
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as exc:  # a name too long, or with a NUL byte
+        raise InputError(f"{text!r}: not a usable file name ({getattr(exc, 'strerror', None) or exc})") from None
+    if not templated and not exists:
+        raise InputError(f"{text if text.isprintable() else repr(text)}: no such file")
     return "file://" + quote(os.path.abspath(path), safe=_SAFE)
 
 
@@ -59,10 +70,16 @@ def resolve_relative(base: str, ref: str) -> str:
     """
     if _SCHEME.match(ref) and not re.match(r"^[A-Za-z]:[\\/]", ref):
         return ref
-    return quote(urljoin(base, ref), safe=_SAFE)
+    try:
+        return quote(urljoin(base, ref), safe=_SAFE)
+    except ValueError:  # a broken [IPv6] host (found by fuzzing): left as is, its download fails cleanly
+        return ref
 
 
 def same_origin(a: str, b: str) -> bool:
     """True when two URLs share scheme, host and port."""
-    x, y = urlsplit(a), urlsplit(b)
-    return (x.scheme.lower(), x.hostname, x.port) == (y.scheme.lower(), y.hostname, y.port)
+    try:
+        x, y = urlsplit(a), urlsplit(b)
+        return (x.scheme.lower(), x.hostname, x.port) == (y.scheme.lower(), y.hostname, y.port)
+    except ValueError:  # a port out of range or a broken [IPv6] host (found by fuzzing): not the same
+        return False

@@ -12,6 +12,10 @@ from lxml import etree
 
 MAX_XML_BYTES = 4 * 1024 * 1024  # metadata documents are a few hundred bytes; pages a few hundred KB
 UTF8_BOM = b"\xef\xbb\xbf"
+# "<!ENTITY" as it appears in every encoding a parser detects by itself (a UTF-16 document
+# slipped past a UTF-8-only check, and libxml2 expands internal entities in attribute values
+# even with resolve_entities=False: found while building the hostile corpus).
+_ENTITY_MARKS = tuple("<!ENTITY".encode(codec) for codec in ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"))
 
 
 class XmlError(ValueError):
@@ -41,14 +45,17 @@ def parse_xml(data: bytes) -> etree._Element:
     data = strip_bom(data)
     if not data:
         raise XmlError("empty document")
-    if b"<!ENTITY" in data:
+    if any(mark in data for mark in _ENTITY_MARKS):
         raise XmlError("entity declarations are not allowed in metadata")
     try:
         root = etree.fromstring(data, parser=_parser())
-    except etree.XMLSyntaxError as exc:
-        raise XmlError(f"not well-formed XML ({exc})") from None
+    except (etree.XMLSyntaxError, ValueError, LookupError) as exc:  # also: an unknown encoding name
+        raise XmlError(f"not well-formed XML ({' '.join(str(exc).split())})") from None
     if root is None:
         raise XmlError("no root element")
+    dtd = root.getroottree().docinfo.internalDTD
+    if dtd is not None and any(True for _ in dtd.iterentities()):  # any other encoding (belt and braces)
+        raise XmlError("entity declarations are not allowed in metadata")
     return root
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dezoom_steps.stepcli import run_step  # noqa: E402
-from dezoom_steps.steps.list_tiles import DEFAULT_PIXEL_BUDGET, Selection, list_tiles  # noqa: E402
+from dezoom_steps.steps.list_tiles import DEFAULT_PIXEL_BUDGET, DEFAULT_TILE_BUDGET, Selection, list_tiles  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("resolve_json", type=Path)
@@ -19,6 +19,7 @@ p.add_argument("--max-height", type=int)
 p.add_argument("--zoom-level", type=int)
 p.add_argument("--image-index", type=int)
 p.add_argument("--pixel-budget", type=int, default=DEFAULT_PIXEL_BUDGET)
+p.add_argument("--tile-budget", type=int, default=DEFAULT_TILE_BUDGET)
 p.add_argument("--region", help="x,y,w,h in pixels, or fractions of the level (e.g. 0.25,0.25,0.5,0.5)")
 p.add_argument("--error-file", type=Path, help="record an error here (for the run summary)")
 a = p.parse_args()
@@ -26,4 +27,5 @@ sel = Selection(largest=a.largest, max_width=a.max_width, max_height=a.max_heigh
                 zoom_level=a.zoom_level, image_index=a.image_index)
 sys.exit(run_step("list_tiles", lambda: list_tiles(
     resolve_json=a.resolve_json, output=a.output, image=a.image, selection=sel,
-    pixel_budget=a.pixel_budget, output_file=a.output_file, region=a.region), error_file=a.error_file))
+    pixel_budget=a.pixel_budget, output_file=a.output_file, region=a.region,
+    tile_budget=a.tile_budget), error_file=a.error_file))

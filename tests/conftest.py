@@ -10,7 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from rigutil import RIG_DIR, Rig, rig_ports, servers_running
+from rigutil import RIG_DIR, Rig, rig_ports, rig_run_dir, servers_running
+from slurm_fixture import slurm  # noqa: F401  (the `slurm` fixture, for every test module)
 
 IIPSRV = os.environ.get("IIPSRV", "/usr/lib/iipimage-server/iipsrv.fcgi")
 RIG_MARKER = "rig: needs the loopback tile servers (nginx, iipsrv, vips pyramids)"
@@ -29,6 +30,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.rig)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _slurm_controller_up(request: pytest.FixtureRequest) -> None:
+    """Keep the test cluster up for the session when SLURM is installed.
+
+    Snakemake loads its SLURM executor plugin at every start, and the plugin asks the
+    controller for its configuration (`scontrol show config`, a 10 s time-out when no
+    controller answers), so every workflow test would wait about 10 s without it. Where the
+    cluster cannot start, the SLURM tests report why (the `slurm` fixture); others go on.
+    """
+    if shutil.which("sinfo") is None:
+        return
+    try:
+        request.getfixturevalue("slurm")
+    except (pytest.skip.Exception, pytest.fail.Exception):
+        pass
+
+
 def _unavailable(message: str) -> None:
     """Skip on a developer machine; fail under CI=true, where the rig must be there."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -38,7 +56,7 @@ def _unavailable(message: str) -> None:
 
 def _missing_tools() -> list[str]:
     """Names of the rig's programs that cannot be found."""
-    missing = [t for t in ("vips", "curl") if shutil.which(t) is None]
+    missing = [t for t in ("vips", "curl", "openssl") if shutil.which(t) is None]
     if shutil.which("nginx") is None and not os.access("/usr/sbin/nginx", os.X_OK):
         missing.append("nginx")
     if not os.access(IIPSRV, os.X_OK):
@@ -75,7 +93,7 @@ def rig() -> Iterator[Rig]:
     env["SIZES"] = os.environ.get("RIG_SIZES", "small")  # "small medium" for the bench
     env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
     data_dir = Path(env.get("RIG_DATA_DIR", RIG_DIR / "data"))
-    run_dir = Path(env.get("RIG_RUN_DIR", RIG_DIR / "run"))
+    run_dir = rig_run_dir(env)
     _script("gen_pyramids.sh", env, timeout=900)
     was_running = servers_running(run_dir)
     try:

@@ -41,11 +41,12 @@ class FaultServer:
     root: Path
     log: Path
     scheme: str = "http"
+    host: str = "127.0.0.1"
 
     @property
     def base(self) -> str:
         """The server's origin, e.g. `http://127.0.0.1:41234`."""
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def url(self, path: str) -> str:
         """The absolute URL of `path` (with or without a leading slash)."""
@@ -88,15 +89,20 @@ def self_signed_certificate(workdir: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def start_fault_server(root: Path, workdir: Path, tls: bool = False) -> FaultServer:
-    """Start a fault server serving `root` (HTTPS if `tls`); port file, log and stderr go in `workdir`."""
+def start_fault_server(root: Path, workdir: Path, tls: bool = False, host: str = "127.0.0.1",
+                       cert: tuple[Path, Path] | None = None) -> FaultServer:
+    """Start a fault server serving `root` (HTTPS if `tls`) on `host`; port file, log and stderr go in `workdir`.
+
+    `cert` is a (certificate, key) pair to serve instead of a fresh self-signed one.
+    """
     root.mkdir(parents=True, exist_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)
     port_file, log, errlog = workdir / "port", workdir / "access.jsonl", workdir / "stderr.txt"
-    cmd = [sys.executable, str(SERVER), "--root", str(root), "--log", str(log), "--port-file", str(port_file)]
+    cmd = [sys.executable, str(SERVER), "--root", str(root), "--log", str(log), "--port-file", str(port_file),
+           "--host", host]
     if tls:
-        cert, key = self_signed_certificate(workdir)
-        cmd += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        cert_file, key = cert or self_signed_certificate(workdir)
+        cmd += ["--tls-cert", str(cert_file), "--tls-key", str(key)]
     with open(errlog, "wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + START_TIMEOUT
@@ -107,7 +113,7 @@ def start_fault_server(root: Path, workdir: Path, tls: bool = False) -> FaultSer
                 proc.wait(timeout=5)
             pytest.fail(f"the fault server did not start: {errlog.read_text()[-2000:]}")
         time.sleep(0.02)
-    return FaultServer(proc, int(port_file.read_text()), root, log, "https" if tls else "http")
+    return FaultServer(proc, int(port_file.read_text()), root, log, "https" if tls else "http", host)
 
 
 @pytest.fixture
@@ -115,8 +121,9 @@ def fault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
     """A factory: `fault_server(root, tls=False)` starts a server; all are stopped after the test."""
     started: list[FaultServer] = []
 
-    def start(root: Path, tls: bool = False) -> FaultServer:
-        srv = start_fault_server(root, tmp_path_factory.mktemp("faultserver"), tls)
+    def start(root: Path, tls: bool = False, host: str = "127.0.0.1",
+              cert: tuple[Path, Path] | None = None) -> FaultServer:
+        srv = start_fault_server(root, tmp_path_factory.mktemp("faultserver"), tls, host, cert)
         started.append(srv)
         return srv
 

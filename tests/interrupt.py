@@ -1,4 +1,5 @@
-"""Test helper: start a command in its own session and press Ctrl-C once a condition holds."""
+"""Test helpers: start a command in its own session and press Ctrl-C once a condition holds;
+wait for a killed process group to be gone."""
 
 from __future__ import annotations
 
@@ -38,3 +39,15 @@ def interrupt_when(cmd: list[str], cwd: Path, env: dict[str, str], ready: Callab
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
     return proc.returncode
+
+
+def group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no process of group `pgid` is left (True), or `timeout` seconds (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False

@@ -22,13 +22,28 @@ RIG_DIR = REPO / "tests" / "rig"
 PORT_OFFSETS: dict[str, int] = {
     "static": 1, "referer": 2, "flaky": 3, "ratelimit": 4,
     "holes": 5, "headers": 6, "iip": 7, "iipsrv": 8,
+    "auth": 9, "redirect": 10, "slow": 11, "strict": 12, "once": 13,
 }
+DEFAULT_PORT_BASE = 18100
+# Basic-auth credentials of the `auth` port (start_servers.sh: RIG_AUTH_USER, RIG_AUTH_PASSWORD).
+AUTH_USER, AUTH_PASSWORD = "rig", "open-sesame"
+# The cookie the `headers` port wants (start_servers.sh).
+HEADERS_COOKIE = "session=s3cret"
 
 
 def rig_ports(env: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, int]:
     """The rig's ports: RIG_PORT_<NAME> if set, else RIG_PORT_BASE (18100) + offset."""
-    base = int(env.get("RIG_PORT_BASE", "18100"))
+    base = int(env.get("RIG_PORT_BASE", str(DEFAULT_PORT_BASE)))
     return {name: int(env.get(f"RIG_PORT_{name.upper()}", base + off)) for name, off in PORT_OFFSETS.items()}
+
+
+def rig_run_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
+    """The rig's runtime folder: RIG_RUN_DIR, else tests/rig/run (default ports) or
+    tests/rig/run/port-<base> (another RIG_PORT_BASE), as in tests/rig/ports.sh."""
+    if env.get("RIG_RUN_DIR"):
+        return Path(env["RIG_RUN_DIR"])
+    base = int(env.get("RIG_PORT_BASE", str(DEFAULT_PORT_BASE)))
+    return RIG_DIR / "run" if base == DEFAULT_PORT_BASE else RIG_DIR / "run" / f"port-{base}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,11 @@ class Rig:
     holes = property(lambda self: self.urls["holes"])
     headers = property(lambda self: self.urls["headers"])
     iip = property(lambda self: self.urls["iip"])
+    auth = property(lambda self: self.urls["auth"])
+    redirect = property(lambda self: self.urls["redirect"])
+    slow = property(lambda self: self.urls["slow"])
+    strict = property(lambda self: self.urls["strict"])
+    once = property(lambda self: self.urls["once"])
 
     @property
     def iipsrv(self) -> str:
@@ -85,6 +105,10 @@ class Rig:
         """nginx's access log (all ports; first field is the port)."""
         return self.run_dir / "logs" / "nginx-access.log"
 
+    def port_log(self, port: str) -> Path:
+        """The access log of one port only (logs/access-<port name>.log; same format)."""
+        return self.run_dir / "logs" / f"access-{port}.log"
+
     def url(self, port: str, path: str) -> str:
         """A URL on one of the rig's ports: rig.url("holes", "/small/dz254o1.dzi")."""
         return self.urls[port] + "/" + path.lstrip("/")
@@ -92,9 +116,11 @@ class Rig:
 
 # ------------------------------------------------------------------ running the CLI
 
-def run_dezoom(args: Iterable[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run `python -m dezoom_steps ARGS` in `cwd` with the repository on PYTHONPATH."""
-    env = dict(os.environ)
+def run_dezoom(args: Iterable[str], cwd: Path, timeout: float = 180,
+               extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m dezoom_steps ARGS` in `cwd` with the repository on PYTHONPATH (and
+    `extra_env` added to the environment)."""
+    env = dict(os.environ, **(extra_env or {}))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     return subprocess.run([sys.executable, "-m", "dezoom_steps", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -208,9 +234,11 @@ def label_box(ref_json: dict, margin: int = 8) -> tuple[int, int, int, int]:
 
 # log_format "rig" in tests/rig/start_servers.sh:
 #   $server_port $remote_addr [$time_local] "$request" $status $body_bytes_sent rt=... "referer" "ua"
+#   t=$msec (the time the request ended, epoch seconds with ms; absent in logs of older rigs)
 _LOG_LINE = re.compile(
     r'^(?P<port>\d+) (?P<addr>\S+) \[(?P<time>[^\]]+)\] "(?P<method>[A-Z]+) (?P<target>\S+)[^"]*" '
-    r'(?P<status>\d{3}) (?P<bytes>\d+) rt=\S+ "(?P<referer>[^"]*)" "(?P<ua>[^"]*)"')
+    r'(?P<status>\d{3}) (?P<bytes>\d+) rt=(?P<rt>[\d.]+|-) "(?P<referer>[^"]*)" "(?P<ua>[^"]*)"'
+    r'(?: t=(?P<msec>[\d.]+))?')
 
 
 @dataclass(frozen=True)
@@ -224,6 +252,13 @@ class LogEntry:
     bytes: int
     referer: str
     user_agent: str
+    end: float = 0.0       # when nginx finished the request (epoch seconds; 0 when not logged)
+    duration: float = 0.0  # nginx's $request_time: from the first byte read to the last written
+
+    @property
+    def start(self) -> float:
+        """When nginx started reading the request (epoch seconds; 0 when not logged)."""
+        return self.end - self.duration if self.end else 0.0
 
     @property
     def path(self) -> str:
@@ -252,7 +287,8 @@ def read_access_log(log: Path, since: int = 0) -> list[LogEntry]:
         m = _LOG_LINE.match(line)
         if m:
             entries.append(LogEntry(int(m["port"]), m["method"], m["target"], int(m["status"]),
-                                    int(m["bytes"]), m["referer"], m["ua"]))
+                                    int(m["bytes"]), m["referer"], m["ua"], float(m["msec"] or 0),
+                                    float(m["rt"]) if m["rt"] != "-" else 0.0))
     return entries
 
 

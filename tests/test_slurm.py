@@ -23,7 +23,6 @@ import tifffile
 import yaml
 from PIL import Image
 
-from slurm_fixture import slurm  # noqa: F401  (pytest fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "demo"

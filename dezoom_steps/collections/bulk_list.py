@@ -81,15 +81,27 @@ def _list_folder(source: str) -> Path | None:
     return Path(source).expanduser().parent
 
 
+def _exists(path: Path) -> bool:
+    """`path.exists()`, False for names the system refuses (too long, NUL byte: found by fuzzing)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _usable_local(path: Path) -> bool:
     """True when a local input exists, or is a tile URL template (`{{X}}`, `{{Y}}`) naming no single file."""
     text = str(path)
-    return path.exists() or ("{{" in text and "}}" in text)
+    return _exists(path) or ("{{" in text and "}}" in text)
 
 
 def _local_path(token: str, folder: Path) -> Path:
     """A local path of a list line: `~` expanded, relative paths taken from the list's folder."""
-    path = Path(token).expanduser()
+    path = Path(token)
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # `~nosuchuser/x`: no home folder to expand to (found by fuzzing)
+        pass
     return path if path.is_absolute() else folder / path
 
 
@@ -98,7 +110,7 @@ def _split_existing_path(line: str, folder: Path) -> tuple[str, str | None] | No
     cuts = [m.start() for m in re.finditer(r"\s+", line)] + [len(line)]
     for cut in reversed(cuts):
         head = line[:cut]
-        if _local_path(head, folder).exists():
+        if _exists(_local_path(head, folder)):
             rest = line[cut:].strip()
             return head, rest or None
     return None

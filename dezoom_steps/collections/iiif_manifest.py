@@ -28,11 +28,12 @@ MalformedMetadata (broken JSON), NotAManifest (anything else).
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from dezoom_steps import safejson
 from dezoom_steps.collections.iiif_entry import Entry, canvas_entry, canvases, default_name, entry_title
 from dezoom_steps.collections.iiif_values import link, listed, metadata_pairs, strings, text, types
 from dezoom_steps.dezoomers.base import Documents
@@ -45,6 +46,7 @@ __all__ = ["Entry", "NotAManifest", "default_name", "entry_title", "expand", "is
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # a 5,000-page 2.x manifest is about 10 MB
 _SNIFF_BYTES = 64 * 1024
 _MARKERS = re.compile(rb"Manifest|Collection|iiif\.io/api/presentation|shared-canvas\.org")
+log = logging.getLogger(__name__)
 _LOOP = "collection loop (it contains itself, directly or through its members); skipped"
 
 
@@ -61,8 +63,8 @@ def _load(url: str, data: bytes) -> Any:
         what = "an HTML page" if body[:1] == b"<" else "empty" if not body else "not JSON"
         raise NotAManifest(f"{url}: not a IIIF manifest or collection: the document is {what}")
     try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return safejson.loads(body.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, nesting bombs
         raise MalformedMetadata(f"{url}: the IIIF manifest is not valid JSON ({exc})") from None
 
 
@@ -160,7 +162,13 @@ class _Walk:
         for index, canvas in enumerate(found, 1):
             if not self.room(url):
                 return
-            self.entries.append(canvas_entry(canvas, index, url, title, metadata))
+            entry = canvas_entry(canvas, index, url, title, metadata)
+            if entry.ok and 0 in (entry.width, entry.height):
+                # Field notes M15: viewers crash on a 0-size canvas; we never size anything from
+                # it (the image service's info.json gives the real size), but say so.
+                log.warning("canvas %d of %s declares a size of %sx%s; the size of its image service is used",
+                            index, url, entry.width, entry.height)
+            self.entries.append(entry)
 
     def member(self, url: str, depth: int, ancestors: frozenset[str], hint: str | None,
                title: str | None = None) -> None:

@@ -83,30 +83,43 @@ class Dezoomer:
         """Every tile of `level`, row by row; cells partition the canvas exactly once."""
         return grid_tiles(level, self.tile_url)
 
+    def tiles_in(self, level: Level, x: int, y: int, w: int, h: int) -> Iterator[TileRef]:
+        """The tiles of `level` whose cells may meet the rectangle (x, y, w, h), row by row.
+
+        Grid formats list only the rows and columns meeting it, so a small region of a huge level
+        costs what the region costs; other formats filter their whole listing.
+        """
+        if type(self).tiles is Dezoomer.tiles:
+            tw, th = level.tile_width, level.tile_height
+            cols = range(x // tw, min(level.cols, -(-(x + w) // tw)))
+            rows = range(y // th, min(level.rows, -(-(y + h) // th)))
+            return grid_tiles(level, self.tile_url, cols, rows)
+        return self.tiles(level)
+
     def decode_tile(self, data: bytes, tile: TileRef) -> bytes:
         """Turn the downloaded bytes into an image file's bytes (identity for most formats)."""
         return data
 
 
-def grid_tiles(level: Level, tile_url) -> Iterator[TileRef]:
+def grid_tiles(level: Level, tile_url, cols: range | None = None, rows: range | None = None) -> Iterator[TileRef]:
     """Tiles of a regular grid, row by row, with overlap cropped so that cells do not overlap.
 
     A tile at column c starts `overlap` pixels left of its cell when c > 0 (DeepZoom's
     "tiles carry the overlap pixels"), so the cell begins at `crop_x = overlap` inside it.
+    `cols`/`rows` restrict the listing (a region); a tile's index is its place in the whole grid.
     """
     tw, th, o = level.tile_width, level.tile_height, level.overlap
-    index = 0
-    for row in range(level.rows):
+    all_cols = level.cols
+    for row in rows if rows is not None else range(level.rows):
         y = row * th
         h = min(th, level.height - y)
-        for col in range(level.cols):
+        for col in cols if cols is not None else range(all_cols):
             x = col * tw
             w = min(tw, level.width - x)
             yield TileRef(
-                index=index, col=col, row=row, url=tile_url(level, col, row),
+                index=row * all_cols + col, col=col, row=row, url=tile_url(level, col, row),
                 x=x, y=y, w=w, h=h, crop_x=o if col > 0 else 0, crop_y=o if row > 0 else 0,
             )
-            index += 1
 
 
 def positive_int(value: Any, what: str, source: str) -> int:

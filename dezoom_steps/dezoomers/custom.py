@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from dezoom_steps import safejson
 from dezoom_steps.dezoomers.base import Dezoomer, Documents
 from dezoom_steps.dezoomers.expr import ExprError, Expression, Template, parse, parse_template, to_text
 from dezoom_steps.dezoomers.tileimage import image_format, image_size
@@ -181,14 +182,31 @@ class Description:
     height: int | None
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing aliases: `*name` can build self-referencing or exponentially
+    shared structures (the YAML "billion laughs"), which a tiles.yaml never needs (field notes S7)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102 (PyYAML hook)
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a tiles.yaml", mark)
+        return super().compose_node(parent, index)
+
+
 def read_tiles_yaml(source: str, data: bytes, hinted: bool) -> Description:
     """Parse and check a tiles.yaml; MalformedMetadata (or WrongDezoomer for a YAML file of another kind)."""
     if len(data) > MAX_YAML_BYTES:
         raise _fail(source, f"too large for a tiles.yaml ({len(data):,} bytes, limit {MAX_YAML_BYTES:,})")
     try:
-        doc = yaml.safe_load(data)
+        doc = yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader without aliases)
     except yaml.YAMLError as exc:
         raise _fail(source, f"Invalid YAML configuration file: {_one_line(exc)}") from None
+    except RecursionError:  # 100,000 nested `[` (found by fuzzing)
+        raise _fail(source, "Invalid YAML configuration file: nested too deeply") from None
+    except ValueError as exc:  # e.g. a date out of range in a timestamp scalar
+        raise _fail(source, f"Invalid YAML configuration file: {_one_line(exc)}") from None
+    if safejson.depth(doc) > safejson.MAX_JSON_DEPTH:
+        raise _fail(source, f"Invalid YAML configuration file: nested deeper than {safejson.MAX_JSON_DEPTH} levels")
     if not isinstance(doc, dict) or "url_template" not in doc:
         why = "not a tiles.yaml file: it has no url_template"
         if hinted:
@@ -375,7 +393,10 @@ class Custom(Dezoomer):
         xs, ys = {t.x for t in tiles if t.x < width}, {t.y for t in tiles if t.y < height}
         if not xs or not ys:
             raise _fail(url, f"no tile lies inside the {width} x {height} image")
-        ext = urlsplit(tiles[0].url).path.rsplit(".", 1)[-1].lower()
+        try:
+            ext = urlsplit(tiles[0].url).path.rsplit(".", 1)[-1].lower()
+        except ValueError as exc:  # e.g. `https://[]host/` (found by fuzzing)
+            raise _fail(url, f"the tile URL {tiles[0].url} is not a valid URL ({exc})") from None
         fmt = fmt or (ext if ext in _EXTENSIONS else "")
         level = Level(
             width=width, height=height,

@@ -30,6 +30,7 @@ from dezoom_steps.xmldoc import XmlError, attribute, first_child, local_name, pa
 # A tile URL: .../name_files/12/3_4.jpg -> the metadata is .../name.dzi (or .xml).
 _TILE = re.compile(r"_files/\d+/\d+_\d+\.(?:jpe?g|png|webp|gif|tiff?)(?=$|[?#])", re.IGNORECASE)
 _DZI_URL = re.compile(r"\.dzi(?=$|[?#&])|[?&]DeepZoom=", re.IGNORECASE)
+MAX_TILE_SIDE = 16384  # field notes S5: decoded tiles are capped at 16k x 16k
 _FORMAT = re.compile(r"^[A-Za-z0-9]{1,10}$")
 _META_EXT = re.compile(r"\.(?:dzi|xml|json)$", re.IGNORECASE)
 _QUERY_FILE = re.compile(r"\.(?:dzi|xml|json)(?=&|$)", re.IGNORECASE)
@@ -87,6 +88,9 @@ class DeepZoom(Dezoomer):
         image = _image_record(meta, data)
         tile = whole_number(image.get("TileSize"), "TileSize", meta)
         overlap = whole_number(image.get("Overlap", 0) or 0, "Overlap", meta, minimum=0)
+        if 2 * overlap > MAX_TILE_SIDE:  # an overlap alone wider than any tile may be (hostile input)
+            raise MalformedMetadata(f"{meta}: Overlap ({overlap}) is absurd: tiles would be more than "
+                                    f"{MAX_TILE_SIDE} px wide")
         fmt = str(image.get("Format") or "").strip()
         if not _FORMAT.match(fmt):
             raise MalformedMetadata(f"{meta}: Format must name the tile file extension, got {fmt!r}")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from dezoom_steps import safejson
 from dezoom_steps.errors import MalformedMetadata
 from dezoom_steps.xmldoc import strip_bom
 
@@ -44,8 +44,8 @@ def load_json(data: bytes) -> Any:
     if not text.startswith((b"{", b"[")):
         raise ValueError("the content is not JSON")
     try:
-        return json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return safejson.loads(text.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
         raise ValueError(f"invalid JSON ({exc})") from None
 
 

@@ -15,12 +15,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from dezoom_steps import cache, jsonio, net, tiledownload
+from dataclasses import replace
+
+from dezoom_steps import cache, jsonio, net, scope, tiledownload
 from dezoom_steps.dezoomers import by_name
 from dezoom_steps.dezoomers.base import Dezoomer
-from dezoom_steps.errors import InputError, OutputError
+from dezoom_steps.errors import HostBlocked, InputError, OutputError
 from dezoom_steps.fill import require_all
 from dezoom_steps.model import TileRef
+from dezoom_steps.politeness import RECORD_NAME
 from dezoom_steps.urls import is_file_url
 
 log = logging.getLogger(__name__)
@@ -84,11 +87,19 @@ def fetch_tiles(
     started = time.monotonic()
     options = options or net.NetOptions()
     doc = jsonio.read_step_json(tiles_json, "tiles")
+    # The user's input URL scopes headers, cookies and the address policy; tiles.json holds it
+    # redacted, --input-url gives back its real query values (scope.real_input_url).
+    options = replace(options, input_url=scope.real_input_url(doc["input_url"], options.input_url))
     if decode is None:
         decode = dezoomer_decode(doc["dezoomer"])
     assigned = shard_tiles(doc["tiles"], shard, shards)
     todo = [t for t in assigned if not cache.is_cached(cache_dir, t["key"])]
     by_index = {t["index"]: t for t in todo}
+    for host in scope.other_hosts(doc["input_url"], [t["url"] for t in todo]):
+        # Issue 6: "a warning when tiles come from another host than the metadata" (field notes S2, S6).
+        log.warning("tiles come from %s, not from the input's host %s: -H headers and --cookies for the input "
+                    "are not sent there unless --header-host %s", host, scope.host_of(doc["input_url"]) or "(local file)",
+                    host)
     # Spec §7.1/§7.2: defaults -> Referer (input URL) -> level headers -> user -H headers.
     headers = net.build_headers(options, referer=doc["input_url"], level_headers=doc["headers"])
 
@@ -114,13 +125,17 @@ def fetch_tiles(
         if bar is not None:
             bar.update(1)
 
+    blocked: HostBlocked | None = None
     try:
         tiledownload.download_tiles(
             (TileRef.from_json(t) for t in todo), options, headers, on_result,
             process=process if decode is not None else None,
             # Field notes S3: local files only when the user's input is itself a local file.
             allow_file_urls=is_file_url(doc["input_url"]),
+            block_file=Path(cache_dir) / RECORD_NAME,
         )
+    except HostBlocked as exc:  # an anti-bot page: the report is written first, then exit 4
+        blocked = exc
     finally:
         if bar is not None:
             bar.close()
@@ -140,6 +155,8 @@ def fetch_tiles(
     if len(failed) > MAX_LOGGED_FAILURES:
         log.info("... and %d more tiles not downloaded (all are listed in %s)",
                     len(failed) - MAX_LOGGED_FAILURES, report)
+    if blocked is not None:
+        raise blocked
     if on_missing == "fail":
         require_all(doc["input_url"], body["failed"], len(assigned))
     return written

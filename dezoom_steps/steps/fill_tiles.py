@@ -14,12 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dezoom_steps import cache, jsonio, net, tiledownload
+from dataclasses import replace
+
+from dezoom_steps import cache, jsonio, net, scope, tiledownload
 from dezoom_steps.cache import cache_key
 from dezoom_steps.dezoomers import by_name
 from dezoom_steps.errors import OutputError
 from dezoom_steps.fill import FillPlan, lower_levels, plan_level
 from dezoom_steps.model import Level, TileRef
+from dezoom_steps.politeness import RECORD_NAME
 from dezoom_steps.steps.fetch_tiles import dezoomer_decode
 from dezoom_steps.urls import is_file_url
 
@@ -39,6 +42,7 @@ def fill_tiles(
     options = options or net.NetOptions()
     res = jsonio.read_step_json(resolve_json, "resolve")
     doc = jsonio.read_step_json(tiles_json, "tiles")
+    options = replace(options, input_url=scope.real_input_url(doc["input_url"], options.input_url))  # see fetch_tiles
     levels = [Level.from_json(d) for d in res["levels"]]
     chosen_index = doc["selection"]["level_index"]
     chosen = levels[chosen_index]
@@ -114,4 +118,5 @@ def _download(todo: list[TileRef], cache_dir: Path, options: net.NetOptions, hea
         todo, options, headers, on_result,
         process=(lambda tile, raw: decode(raw, tile.to_json())) if decode is not None else None,
         allow_file_urls=allow_file_urls,
+        block_file=Path(cache_dir) / RECORD_NAME,  # a blocked host stops the fill too (exit 4)
     )

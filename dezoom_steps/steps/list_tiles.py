@@ -1,8 +1,9 @@
 """Step 2, list_tiles (pure): choose a level and list every tile -> tiles.json.
 
 Everything that can be known before downloading is checked here, so impossible outputs
-are refused before a single tile is fetched: the pixel budget, and the output format's
-size limits when the output path is known. With a region (`--region`, see
+are refused before a single tile is fetched: declared sizes that are not positive whole
+numbers, the tile budget (counted from the grid, before any tile is listed), the pixel
+budget, and the output format's size limits when the output path is known (field notes S4). With a region (`--region`, see
 dezoom_steps/region.py) only the tiles meeting it are listed, their cells are made relative
 to it, and the canvas is the region: budgets and format limits apply to the region's size.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from dezoom_steps.cache import cache_key
 from dezoom_steps.dezoomers import by_name
-from dezoom_steps.errors import InputError, OutputError
+from dezoom_steps.errors import InputError, MalformedMetadata, OutputError
 from dezoom_steps.jsonio import read_step_json, write_step_json
 from dezoom_steps.model import Level
 from dezoom_steps.region import Region, crop_cell, parse_region, resolve_region
@@ -25,6 +26,11 @@ from dezoom_steps.urls import is_http
 log = logging.getLogger(__name__)
 
 DEFAULT_PIXEL_BUDGET = 10_000_000_000  # 10 gigapixels: 30 GB of raw RGB
+# Field notes S4: "a 1-line info.json can claim 10^9 tiles". 500,000 tiles of 256 px are
+# 32 gigapixels (above the largest images seen in the wild, 44.8 GP with 512 px tiles).
+DEFAULT_TILE_BUDGET = 500_000
+MAX_OVERLAP = 8192  # half of field notes S5's 16k px tile side: more is no tile overlap but an attack
+_LEVEL_SIZES = ("width", "height", "tile_width", "tile_height")
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,34 @@ def choose_level(levels: list[Level], sel: Selection) -> tuple[Level, str]:
     return by_area[-1], "largest"
 
 
+def check_level(level: Level, url: str) -> None:
+    """MalformedMetadata naming `url` unless the level's sizes are positive whole numbers (overlap >= 0)."""
+    for attr in _LEVEL_SIZES:
+        value = getattr(level, attr)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise MalformedMetadata(f"{url}: the level's {attr.replace('_', ' ')} must be a positive "
+                                    f"whole number, got {value!r}")
+    overlap = level.overlap
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap <= MAX_OVERLAP:
+        raise MalformedMetadata(f"{url}: the level's overlap must be a whole number from 0 to {MAX_OVERLAP}, "
+                                f"got {overlap!r}")
+
+
+def grid_tile_count(level: Level, rect: Region) -> int:
+    """How many cells of the level's tile grid meet `rect` (computed, nothing listed)."""
+    tw, th = level.tile_width, level.tile_height
+    cols = -(-(rect.x + rect.w) // tw) - rect.x // tw
+    rows = -(-(rect.y + rect.h) // th) - rect.y // th
+    return max(cols, 0) * max(rows, 0)
+
+
+def _over_tile_budget(url: str, what: str, count: int | str, budget: int) -> OutputError:
+    """The one-line refusal of a level with more tiles than `budget`."""
+    return OutputError(
+        f"{url}: the chosen {what} has {count} tiles, above the tile budget of {budget:,}; "
+        "choose a smaller level (-w/-h/--zoom-level) or raise the budget (--tile-budget)")
+
+
 def list_tiles(
     *,
     resolve_json: Path,
@@ -86,6 +120,7 @@ def list_tiles(
     pixel_budget: int = DEFAULT_PIXEL_BUDGET,
     output_file: Path | None = None,
     region: str | None = None,
+    tile_budget: int = DEFAULT_TILE_BUDGET,
 ) -> dict[str, Any]:
     """Choose a level from resolve.json, list its tiles, check budgets; write tiles.json.
 
@@ -97,10 +132,13 @@ def list_tiles(
         pixel_budget: refuse levels with more pixels than this.
         output_file: the final output path, when known, to check format limits early.
         region: `x,y,w,h` in pixels or fractions of the chosen level (None: the whole level).
+        tile_budget: refuse levels (or regions) needing more tiles than this.
     """
     res = read_step_json(resolve_json, "resolve")
     levels = [Level.from_json(d) for d in res["levels"]]
     _group, candidates = choose_image(levels, selection.image_index)
+    for lv in candidates:  # a level choice compares sizes: every candidate must have sane ones
+        check_level(lv, res["input_url"])
     level, rule = choose_level(candidates, selection)
     index = levels.index(level)
     spec = parse_region(region) if region else None
@@ -113,16 +151,24 @@ def list_tiles(
             f"{res['input_url']}: the chosen {what} = {pixels:,} pixels, "
             f"above the pixel budget of {pixel_budget:,}; choose a smaller level (-w/-h/--zoom-level) "
             "or raise the budget (--pixel-budget)")
+    area = f"region {rect.w}x{rect.h}" if spec is not None else f"level {level.width}x{level.height}"
+    estimate = grid_tile_count(level, rect)
+    if estimate > tile_budget:
+        raise _over_tile_budget(res["input_url"], f"{area} (tiles of {level.tile_width}x{level.tile_height})",
+                                f"{estimate:,}", tile_budget)
     if output_file is not None:
         from dezoom_steps.encoders import check_output_feasible
 
         check_output_feasible(Path(output_file), rect.w, rect.h)
     dz = by_name(res["dezoomer"])
     tiles = []
-    for t in dz.tiles(level):
+    listing = dz.tiles(level) if spec is None else dz.tiles_in(level, rect.x, rect.y, rect.w, rect.h)
+    for t in listing:
         cell = t.to_json() if spec is None else crop_cell(t.to_json(), rect)
         if cell is not None:
             tiles.append(dict(cell, key=cache_key(t.url)))
+            if len(tiles) > tile_budget:  # formats whose tiles are not a plain grid
+                raise _over_tile_budget(res["input_url"], area, f"more than {tile_budget:,}", tile_budget)
     headers = dict(res["headers"])
     if is_http(res["input_url"]) and not any(k.lower() == "referer" for k in headers):
         headers["Referer"] = res["input_url"]

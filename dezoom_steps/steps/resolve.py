@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 import logging
 from pathlib import Path
 from typing import Any, Mapping
@@ -41,7 +42,11 @@ def resolve(
         options: dezoomer options (passed through untouched).
     """
     url = normalize_input(url)
+    # The user's input scopes -H headers, cookies and the address policy (field notes S2, S6); a
+    # canvas of a manifest the user gave keeps the manifest as its input (net_options.input_url).
     net_options = net_options or net.NetOptions()
+    given = net_options.input_url
+    net_options = replace(net_options, input_url=normalize_input(given) if given and given != url else url)
     try:
         forced = None if dezoomer == "auto" else by_name(dezoomer)
     except InputError as exc:

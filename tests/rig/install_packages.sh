@@ -9,9 +9,12 @@
 #                     "libapache2-mod-fcgid | lighttpd" dependency without pulling apache2
 #   libfcgi-bin       cgi-fcgi, to query iipsrv without a web server when debugging
 #   curl              readiness checks in start_servers.sh
+#   openssl           `openssl passwd -apr1`: the Basic-auth port's htpasswd file
 #   fonts-dejavu-core "DejaVu Sans Bold" for the label of the test image
 #   pngcheck          validates the gigapixel PNGs of tests/test_big_outputs.py
 #   chromium          headless browser: screenshots of the .iiif output's viewer.html
+#   iproute2          `ip`: tests/test_hostpolicy.py sets up loopback addresses in a network
+#                     namespace (`unshare -rn`, util-linux) for the address-policy tests
 #   file              brings libmagic1, loaded by python-magic, which the IIIF validator
 #                     (PyPI iiif-validator, tests/test_tiletree_outputs.py) imports
 #   gdal-bin          optional (WITH_GDAL=1): a peer downloader; it drags in python3-gdal,
@@ -31,7 +34,7 @@ have() { # have CMD-or-PATH: true when the command is on PATH (or in sbin) / the
   esac
 }
 
-needed=(vips vipsheader nginx curl cgi-fcgi pngcheck chromium file "$IIPSRV" "$FONT" /etc/nginx/fastcgi_params /etc/nginx/mime.types)
+needed=(vips vipsheader nginx curl openssl cgi-fcgi pngcheck chromium file ip unshare "$IIPSRV" "$FONT" /etc/nginx/fastcgi_params /etc/nginx/mime.types)
 [ "${WITH_GDAL:-0}" = 1 ] && needed+=(gdal_translate)
 missing=()
 for item in "${needed[@]}"; do have "$item" || missing+=("$item"); done
@@ -52,7 +55,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 nginx_pkg=nginx-light
 apt-cache show nginx-light >/dev/null 2>&1 || nginx_pkg=nginx
-pkgs=(libvips-tools iipimage-server lighttpd "$nginx_pkg" libfcgi-bin curl ca-certificates fonts-dejavu-core pngcheck chromium file)
+pkgs=(libvips-tools iipimage-server lighttpd "$nginx_pkg" libfcgi-bin curl openssl ca-certificates fonts-dejavu-core pngcheck chromium file iproute2 util-linux)
 [ "${WITH_GDAL:-0}" = 1 ] && pkgs+=(gdal-bin)
 
 # Containers usually ship /usr/sbin/policy-rc.d (exit 101), so the postinst scripts do not

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the loopback tile servers: one nginx master with six ports and one iipsrv.
+# Start the loopback tile servers: one nginx master with twelve ports and one iipsrv.
 #
 #   static     root www/, autoindex, CORS *
 #   referer    403 unless Referer starts with http://127.0.0.1:<port>/viewer.html (or
@@ -13,19 +13,36 @@
 #              set on every run: split_clients on $uri); metadata always 200
 #   headers    403 unless Cookie has session=s3cret and the User-Agent is non-empty and not
 #              python* / curl / wget / httpx / aiohttp / Go-http-client
+#   auth       401 unless HTTP Basic auth as RIG_AUTH_USER / RIG_AUTH_PASSWORD (default
+#              rig / open-sesame; the htpasswd file is made with `openssl passwd -apr1`)
+#   redirect   the www tree, plus /r/<path> -> 301 /<path>, /r2/<path> -> 302 /r/<path> (two
+#              hops), /x/<path> -> 302 http://127.0.0.1:<static port>/<path> (another origin)
+#   slow       requests queued to RIG_SLOW_RPS per second (limit_req without nodelay: a late
+#              first byte, never an error) and bodies sent at RIG_SLOW_RATE bytes/s per connection
+#   strict     RIG_STRICT_RATE r/s per client with no burst, nodelay -> 429 + Retry-After: 1
+#   once       seeded chaos, for tests that must not be flaky themselves: image files whose URI
+#              hashes into RIG_ONCE_503 % / RIG_ONCE_429 % / RIG_ONCE_444 % fail with that outcome
+#              (503 and 429 with Retry-After: 1; 444 = connection closed) on their first request,
+#              and are served on every request that follows within 60 s; the others are always
+#              served. "First" is counted per (Referer, URI), so a run whose input URL is new
+#              (e.g. ends in ?run=<unique>) meets every fault again. How: limit_req at 1 r/min
+#              keyed on Referer + URI lets exactly the first request through, to an empty root
+#              (404 -> the fault); the requests it refuses within the minute get the file.
 #   iip        FastCGI front-end of iipsrv: /fcgi-bin/iipsrv.fcgi?IIIF=|DeepZoom=|Zoomify=|FIF=
 #              and /iiif/<file>/... ; files from tiff/ (e.g. small_pyr.tif)
 #
 # Ports: tests/rig/ports.sh. Data: RIG_DATA_DIR (default tests/rig/data, made by
 # gen_pyramids.sh). Runtime files: RIG_RUN_DIR (default tests/rig/run): generated configs,
-# *.pid, logs/nginx-access.log (format: port addr [time] "request" status bytes ...).
+# *.pid, logs/nginx-access.log (all ports; format: port addr [time] "request" status bytes
+# rt=... "referer" "user agent" t=<epoch ms>) and logs/access-<port name>.log (one port each).
+# RIG_RUN_DIR defaults to tests/rig/run, or tests/rig/run/port-<base> for another RIG_PORT_BASE.
 # Re-running is safe: a service whose pid file names a live process is kept; nginx is
 # reloaded only when its generated configuration changed. Stop with stop_servers.sh.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/ports.sh"
 DATA=${RIG_DATA_DIR:-$HERE/data}
-RUN=${RIG_RUN_DIR:-$HERE/run}
+RUN=$RIG_RUN_DIR                # default set by ports.sh
 BIND=127.0.0.1
 ID_BASE=http://rig.invalid      # placeholder written into IIIF ids by gen_pyramids.sh
 IIPSRV=${IIPSRV:-/usr/lib/iipimage-server/iipsrv.fcgi}
@@ -33,10 +50,14 @@ NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 FLAKY_503=${RIG_FLAKY_503:-20} FLAKY_429=${RIG_FLAKY_429:-20} FLAKY_444=${RIG_FLAKY_444:-10}
 RATE=${RIG_RATE:-20} BURST=${RIG_BURST:-20} CONNS=${RIG_CONNS:-4}
 HOLES_PCT=${RIG_HOLES_PCT:-10}
+ONCE_503=${RIG_ONCE_503:-15} ONCE_429=${RIG_ONCE_429:-15} ONCE_444=${RIG_ONCE_444:-10}
+AUTH_USER=${RIG_AUTH_USER:-rig} AUTH_PASSWORD=${RIG_AUTH_PASSWORD:-open-sesame}
+SLOW_RPS=${RIG_SLOW_RPS:-10} SLOW_RATE=${RIG_SLOW_RATE:-4k} STRICT_RATE=${RIG_STRICT_RATE:-5}
 
 [ -f "$DATA/tiff/small_pyr.tif" ] || { echo "start_servers: no data in $DATA; run gen_pyramids.sh first" >&2; exit 1; }
 [ -x "$IIPSRV" ] || { echo "start_servers: $IIPSRV missing; run install_packages.sh" >&2; exit 1; }
 [ -x "$NGINX_BIN" ] || { echo "start_servers: nginx missing; run install_packages.sh" >&2; exit 1; }
+command -v openssl >/dev/null || { echo "start_servers: openssl missing; run install_packages.sh" >&2; exit 1; }
 mkdir -p "$RUN/logs" "$RUN/tmp"
 
 running() { # running PIDFILE WORD: the recorded pid is alive and its exe/command mentions WORD
@@ -65,7 +86,8 @@ wait_for() { # wait_for URL: up to 5 s
 }
 
 NGINX_PORTS=("$RIG_PORT_STATIC" "$RIG_PORT_REFERER" "$RIG_PORT_FLAKY" "$RIG_PORT_RATELIMIT"
-             "$RIG_PORT_HOLES" "$RIG_PORT_HEADERS" "$RIG_PORT_IIP")
+             "$RIG_PORT_HOLES" "$RIG_PORT_HEADERS" "$RIG_PORT_IIP" "$RIG_PORT_AUTH"
+             "$RIG_PORT_REDIRECT" "$RIG_PORT_SLOW" "$RIG_PORT_STRICT" "$RIG_PORT_ONCE")
 # check every port before starting anything, so a clash leaves nothing half-started
 running "$RUN/iipsrv.pid" iipsrv || need_free "$RIG_PORT_IIPSRV"
 running "$RUN/nginx.pid" nginx || need_free "${NGINX_PORTS[@]}"
@@ -95,6 +117,17 @@ chaos=""   # nginx rejects a "0%" branch, so a disabled outcome is left out
 [ "$FLAKY_429" != 0 ] && chaos+="$FLAKY_429% e429; "
 [ "$FLAKY_444" != 0 ] && chaos+="$FLAKY_444% e444; "
 holes=""; [ "$HOLES_PCT" != 0 ] && holes="$HOLES_PCT% 1;"
+once=""
+[ "$ONCE_503" != 0 ] && once+="$ONCE_503% e503; "
+[ "$ONCE_429" != 0 ] && once+="$ONCE_429% e429; "
+[ "$ONCE_444" != 0 ] && once+="$ONCE_444% e444; "
+mkdir -p "$RUN/empty"   # the `once` port's root for a faulty tile's first request
+# Basic auth: the password file is rewritten only when the user or password changed (an apr1
+# hash has a random salt, so a new file would change nginx.conf's neighbour on every start).
+if [ "$(cat "$RUN/htpasswd.for" 2>/dev/null)" != "$AUTH_USER:$AUTH_PASSWORD" ]; then
+  printf '%s:%s\n' "$AUTH_USER" "$(openssl passwd -apr1 "$AUTH_PASSWORD")" >"$RUN/htpasswd"
+  printf '%s' "$AUTH_USER:$AUTH_PASSWORD" >"$RUN/htpasswd.for"
+fi
 # As root, nginx would run its workers as "nobody", who may not be able to read a checkout
 # under /root; run them as the current user instead.
 user_line=""; [ "$(id -u)" = 0 ] && user_line="user $(id -un) $(id -gn);"
@@ -116,7 +149,7 @@ http {
   uwsgi_temp_path $RUN/tmp/uwsgi;
   scgi_temp_path $RUN/tmp/scgi;
   log_format rig '\$server_port \$remote_addr [\$time_local] "\$request" \$status \$body_bytes_sent '
-                 'rt=\$request_time "\$http_referer" "\$http_user_agent"';
+                 'rt=\$request_time "\$http_referer" "\$http_user_agent" t=\$msec';
   access_log $RUN/logs/nginx-access.log rig;
   sendfile on;
   tcp_nodelay on;
@@ -130,18 +163,27 @@ http {
 
   split_clients "\${request_id}" \$rig_chaos { $chaos * ok; }
   split_clients "\${uri}" \$rig_hole { $holes * 0; }
+  split_clients "\${uri}" \$rig_once { $once * ok; }
+  map \$rig_once \$rig_once_root { ok $DATA/www; default $RUN/empty; }
   map \$status \$rig_retry_after { 429 1; 503 1; default ""; }
   limit_req_zone \$binary_remote_addr zone=rig_rate:1m rate=${RATE}r/s;
   limit_conn_zone \$binary_remote_addr zone=rig_conn:1m;
+  limit_req_zone \$binary_remote_addr zone=rig_slow:1m rate=${SLOW_RPS}r/s;
+  limit_req_zone \$binary_remote_addr zone=rig_strict:1m rate=${STRICT_RATE}r/s;
+  limit_req_zone "\$http_referer \$uri" zone=rig_once:4m rate=1r/m;
 
   server {  # static
     listen $BIND:$RIG_PORT_STATIC;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-static.log rig;
     root $DATA/www;
     autoindex on;
     add_header Access-Control-Allow-Origin * always;
   }
   server {  # referer
     listen $BIND:$RIG_PORT_REFERER;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-referer.log rig;
     root $DATA/www;
     location = /viewer.html { }
     location / {
@@ -150,6 +192,8 @@ http {
   }
   server {  # flaky
     listen $BIND:$RIG_PORT_FLAKY;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-flaky.log rig;
     root $DATA/www;
     location ~* \\.(jpe?g|png|webp)\$ {
       if (\$rig_chaos = e503) { add_header Retry-After 1 always; return 503; }
@@ -159,6 +203,8 @@ http {
   }
   server {  # ratelimit
     listen $BIND:$RIG_PORT_RATELIMIT;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-ratelimit.log rig;
     root $DATA/www;
     limit_req zone=rig_rate burst=$BURST nodelay;
     limit_req_status 429;
@@ -168,19 +214,82 @@ http {
   }
   server {  # holes
     listen $BIND:$RIG_PORT_HOLES;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-holes.log rig;
     root $DATA/www;
     location ~* \\.(jpe?g|png|webp)\$ { if (\$rig_hole) { return 404; } }
   }
   server {  # headers
     listen $BIND:$RIG_PORT_HEADERS;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-headers.log rig;
     root $DATA/www;
     location / {
       if (\$http_cookie !~ "(^|;\\s*)session=s3cret(;|\$)") { return 403; }
       if (\$http_user_agent ~* "^\$|^(python|curl|wget|httpx|aiohttp|go-http-client)|python-") { return 403; }
     }
   }
+  server {  # auth
+    listen $BIND:$RIG_PORT_AUTH;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-auth.log rig;
+    root $DATA/www;
+    auth_basic "rig";
+    auth_basic_user_file $RUN/htpasswd;
+  }
+  server {  # redirect
+    listen $BIND:$RIG_PORT_REDIRECT;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-redirect.log rig;
+    root $DATA/www;
+    absolute_redirect off;   # same-origin Locations stay relative: /small/... not http://host/...
+    location ~ ^/r/(.*)\$ { return 301 /\$1\$is_args\$args; }
+    location ~ ^/r2/(.*)\$ { return 302 /r/\$1\$is_args\$args; }
+    location ~ ^/x/(.*)\$ { return 302 http://$BIND:$RIG_PORT_STATIC/\$1\$is_args\$args; }
+  }
+  server {  # slow
+    listen $BIND:$RIG_PORT_SLOW;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-slow.log rig;
+    root $DATA/www;
+    limit_req zone=rig_slow burst=1000;   # no nodelay: excess requests wait, none is refused
+    limit_rate $SLOW_RATE;
+    sendfile off;                          # limit_rate paces small buffers evenly
+    output_buffers 1 8k;
+  }
+  server {  # strict
+    listen $BIND:$RIG_PORT_STRICT;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-strict.log rig;
+    root $DATA/www;
+    limit_req zone=rig_strict nodelay;
+    limit_req_status 429;
+    add_header Retry-After \$rig_retry_after always;
+  }
+  server {  # once
+    listen $BIND:$RIG_PORT_ONCE;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-once.log rig;
+    root $DATA/www;
+    location ~* \\.(jpe?g|png|webp)\$ {
+      limit_req zone=rig_once;          # the first request passes (to the fault), later ones get 418
+      limit_req_status 418;
+      error_page 418 = @serve;
+      root \$rig_once_root;             # a faulty tile's first request finds nothing here...
+      error_page 404 = @fault;          # ...and turns into its fault
+    }
+    location @serve { root $DATA/www; }
+    location @fault {
+      if (\$rig_once = e503) { add_header Retry-After 1 always; return 503; }
+      if (\$rig_once = e429) { add_header Retry-After 1 always; return 429; }
+      if (\$rig_once = e444) { return 444; }
+      return 404;                       # a tile that does not exist at all
+    }
+  }
   server {  # iip: iipsrv over FastCGI
     listen $BIND:$RIG_PORT_IIP;
+    access_log $RUN/logs/nginx-access.log rig;
+    access_log $RUN/logs/access-iip.log rig;
     location = /fcgi-bin/iipsrv.fcgi {
       include $RUN/fastcgi_params;
       fastcgi_pass $BIND:$RIG_PORT_IIPSRV;
@@ -210,7 +319,7 @@ else
   rm -f "$RUN/nginx.pid"
   "${NGINX[@]}" </dev/null >>"$RUN/logs/nginx-error.log" 2>&1   # daemonises; pid file by nginx
   for _ in $(seq 50); do [ -s "$RUN/nginx.pid" ] && break; sleep 0.1; done
-  echo "start_servers: nginx pid $(cat "$RUN/nginx.pid") on $BIND:$RIG_PORT_STATIC..$RIG_PORT_IIP"
+  echo "start_servers: nginx pid $(cat "$RUN/nginx.pid") on $BIND:$RIG_PORT_STATIC..$RIG_PORT_ONCE"
 fi
 
 wait_for "http://$BIND:$RIG_PORT_STATIC/small/dz254o1.dzi"

@@ -4,7 +4,8 @@
 # Safe to run at any time, any number of times.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-RUN=${RIG_RUN_DIR:-$HERE/run}
+. "$HERE/ports.sh"                 # RIG_RUN_DIR: the same default as start_servers.sh
+RUN=$RIG_RUN_DIR
 
 gone() { # gone PID: the process has exited (a zombie waiting for its reaper counts as exited;
          # in containers whose init reaps slowly that wait can take seconds)

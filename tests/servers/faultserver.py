@@ -8,11 +8,16 @@ where `<spec>` is a comma-separated list of `key=value` items:
     retry_after=R   Retry-After sent with 429/503 failures (default 1; `-` sends none)
     truncate=N      the first N requests announce the full Content-Length but get half the body
     html=N          the first N requests get a 200 HTML page instead of the file
+    captcha=N       the first N requests get a 200 Cloudflare-style "Just a moment..." challenge page
+                    (with Retry-After only when `retry_after` is in the spec)
+    sorry=N         the first N requests get a 302 to /sorry/index?continue=<url>, which answers 429
+                    with an "unusual traffic" captcha page (the google.com/sorry pattern)
     empty=N         the first N requests get a 200 with an empty body
     delay=SEC       wait SEC seconds before the status line (slow first byte)
     trickle=SEC     send the body in 64-byte pieces, SEC seconds apart
     redirect=N      answer 302 to the same path with redirect=N-1 (a chain of N hops)
     goto=PORT       answer 302 to http://127.0.0.1:PORT/<file path> (another origin)
+    gohost=HOST     with goto: redirect to HOST instead of 127.0.0.1 (e.g. 127.0.0.2, another host)
     need_referer=1  403 unless the request has a Referer header
     need_cookie=V   403 unless the request has the cookie `session=V`
     hold_after=K    after K requests of image files under this spec, hold each further one while
@@ -47,10 +52,21 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp")
 HTML_PAGE = b"<!DOCTYPE html>\n<html><head><title>Error</title></head><body>Not here</body></html>\n"
+# Anti-bot pages written for these tests, shaped like the real ones (field notes N5, M19).
+CAPTCHA_PAGE = (b"<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title>"
+                b"<meta http-equiv=\"refresh\" content=\"390\"></head><body><div class=\"main-wrapper\">"
+                b"<h1>Checking if the site connection is secure</h1><form id=\"challenge-form\" "
+                b"action=\"/?__cf_chl_f_tk=x1\" method=\"POST\"></form>"
+                b"<script src=\"/cdn-cgi/challenge-platform/h/g/orchestrate/chl_page/v1\"></script>"
+                b"</div></body></html>\n")
+SORRY_PAGE = (b"<html><head><title>Sorry...</title></head><body><div id=\"captcha-form\">"
+              b"<p>Our systems have detected unusual traffic from your computer network. This page checks to "
+              b"see if it's really you sending the requests, and not a robot.</p>"
+              b"<div class=\"g-recaptcha\" data-sitekey=\"x\"></div></div></body></html>\n")
 
 
 class FaultHandler(BaseHTTPRequestHandler):
@@ -73,6 +89,8 @@ class FaultHandler(BaseHTTPRequestHandler):
             "cookie": self.headers.get("Cookie"),
             "user_agent": self.headers.get("User-Agent"),
             "accept_language": self.headers.get("Accept-Language"),
+            "authorization": self.headers.get("Authorization"),
+            "headers": {k: v for k, v in self.headers.items()},  # every request header, as received
             "port": self.client_address[1],
         }
         self.server.write_log(entry)
@@ -100,6 +118,15 @@ class FaultHandler(BaseHTTPRequestHandler):
             spec = dict(item.partition("=")[::2] for item in raw_spec.split(",") if item)
             path = "/" + path
 
+        if not raw_spec and path == "/sorry/index":
+            return self._send(429, SORRY_PAGE, n, {"Content-Type": "text/html; charset=UTF-8"}, note="sorry page")
+        if n <= int(spec.get("captcha", 0)):
+            extra = {"Retry-After": spec["retry_after"]} if "retry_after" in spec else {}
+            return self._send(200, CAPTCHA_PAGE, n, {"Content-Type": "text/html; charset=UTF-8", **extra},
+                              note="captcha")
+        if n <= int(spec.get("sorry", 0)):
+            target = f"/sorry/index?continue={quote(self.path, safe='')}"
+            return self._send(302, b"", n, {"Location": target}, note="sorry")
         if spec.get("need_referer") and not self.headers.get("Referer"):
             return self._send(403, b"referer required\n", n, {"Content-Type": "text/plain"})
         if "need_cookie" in spec and f"session={spec['need_cookie']}" not in self.headers.get("Cookie", ""):
@@ -170,7 +197,7 @@ class FaultHandler(BaseHTTPRequestHandler):
         rest = dict(spec)
         if "goto" in rest:
             port = rest.pop("goto")
-            base = f"http://127.0.0.1:{port}"
+            base = f"http://{rest.pop('gohost', '127.0.0.1')}:{port}"
         else:
             base = ""
             hops = int(rest.pop("redirect")) - 1
@@ -242,8 +269,8 @@ class FaultServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, root: Path, log_path: Path):
-        super().__init__(("127.0.0.1", 0), FaultHandler)
+    def __init__(self, root: Path, log_path: Path, host: str = "127.0.0.1"):
+        super().__init__((host, 0), FaultHandler)
         self.root = root.resolve()
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -282,8 +309,9 @@ def main() -> None:
     parser.add_argument("--port-file", type=Path, help="write the port number here")
     parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate...")
     parser.add_argument("--tls-key", type=Path, help="...and this PEM key")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     args = parser.parse_args()
-    server = FaultServer(args.root, args.log)
+    server = FaultServer(args.root, args.log, args.host)
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls_cert, args.tls_key)

@@ -20,12 +20,12 @@ order (spec); for `<level>` elements, from the smallest level up. dezoomify-rs g
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
 from lxml import etree
 
+from dezoom_steps import safejson
 from dezoom_steps.xmldoc import attribute, local_name
 
 SHAPES = ("cube", "cylinder", "flat", "sphere")
@@ -214,7 +214,7 @@ def document_title(root: etree._Element) -> str:
             return (attribute(child, "subject") or "").strip()
         if tag == "data":
             try:
-                value = json.loads((child.text or "").strip())
+                value = safejson.loads((child.text or "").strip())
             except ValueError:
                 continue
             if isinstance(value, dict) and isinstance(value.get("title"), str):

@@ -1,0 +1,98 @@
+"""Tile validation: a body enters the tile cache only if it is a complete, decodable image.
+
+Field notes §2 N4: "HTTP 200 whose body is HTML or an error image | black or garbage tile |
+Magic bytes plus decode check; treat as failed"; §5 S5: "Cap per-tile bytes (e.g. 64 MB) and
+decoded tile size (e.g. 16k x 16k); decode in a worker with limits; check magic bytes".
+Pure: bytes in, a format name or `TileInvalid` out.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import warnings
+
+from PIL import Image
+
+from dezoom_steps.cache import sniff_image
+
+MAX_TILE_SIDE = 16384  # field notes S5: "decoded tile size (e.g. 16k x 16k)"
+MAX_TILE_PIXELS = MAX_TILE_SIDE * MAX_TILE_SIDE
+CHECK_MODES = ("decode", "header")  # --tile-check: full decode (default), or magic bytes + header only
+
+# Pillow's decompression-bomb limit is one process-wide value; it is set to MAX_TILE_PIXELS only
+# while a tile's header is parsed, under this lock, and restored right after (never None).
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+class TileInvalid(ValueError):
+    """A tile body that must not be used or cached; the message says why, in a few words."""
+
+
+def _not_image_reason(data: bytes, content_type: str) -> str:
+    """Why bytes without image magic are refused: an HTML, JSON or XML page, or unknown bytes."""
+    head = data[:512].lstrip().lower()
+    ctype = content_type or "no Content-Type"
+    if "html" in content_type.lower() or head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return f"got an HTML page ({ctype}), not an image"
+    if head.startswith((b"{", b"[")) or "json" in content_type.lower():
+        return f"got JSON ({ctype}), not an image"
+    if head.startswith(b"<") or "xml" in content_type.lower():
+        return f"got XML ({ctype}), not an image"
+    return f"not an image ({ctype}, starts with {data[:8]!r})"
+
+
+def _open_header(data: bytes) -> Image.Image:
+    """Open `data` with Pillow (header only) under an explicit decompression-bomb limit."""
+    with _PILLOW_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = MAX_TILE_PIXELS
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                return Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def check_tile(data: bytes, content_type: str = "", expected_length: int | None = None,
+               mode: str = "decode") -> str:
+    """The image format of a valid tile body; `TileInvalid` naming the problem otherwise.
+
+    Accepted: known magic bytes, not HTML/JSON/XML, at most MAX_TILE_SIDE pixels per side,
+    `expected_length` bytes when given, and (mode "decode") the whole image decodes.
+    """
+    if mode not in CHECK_MODES:
+        raise ValueError(f"unknown tile check mode {mode!r}")
+    if not data:
+        raise TileInvalid("empty body")
+    if expected_length is not None and len(data) != expected_length:
+        raise TileInvalid(f"truncated body: got {len(data)} of {expected_length} bytes")
+    fmt = sniff_image(data)
+    if fmt is None:
+        raise TileInvalid(_not_image_reason(data, content_type))
+    try:
+        img = _open_header(data)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise TileInvalid(f"{fmt} tile larger than {MAX_TILE_SIDE}x{MAX_TILE_SIDE} pixels") from None
+    except Exception as exc:  # Pillow raises many types for broken headers
+        raise TileInvalid(f"broken {fmt} header ({_short(exc)})") from None
+    with img:
+        w, h = img.size
+        if w < 1 or h < 1 or w > MAX_TILE_SIDE or h > MAX_TILE_SIDE:
+            raise TileInvalid(f"{fmt} tile of {w}x{h} pixels (at most {MAX_TILE_SIDE} per side)")
+        if mode == "decode":
+            try:
+                img.load()  # Pillow releases the GIL while decoding: parallel threads decode in parallel
+            except Exception as exc:
+                raise TileInvalid(f"{fmt} tile does not decode ({_short(exc)})") from None
+    return fmt
+
+
+def _short(exc: BaseException) -> str:
+    """A one-line, bounded description of a decoder error."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+__all__ = ["CHECK_MODES", "MAX_TILE_PIXELS", "MAX_TILE_SIDE", "TileInvalid", "check_tile"]
