@@ -154,6 +154,14 @@ def test_metadata_on_a_public_host_cannot_send_us_to_loopback(tmp_path: Path, ne
                "text": '<html><body><div data-tilesource="http://localhost:{loc_port}/demo/demo.dzi"></div></body></html>'}
     # A bulk list downloaded from the public host is remote metadata too.
     listing = {"path": str(public / "list.txt"), "text": "{loc}/demo/demo.dzi listed\n"}
+    # A IIIF collection on the public host whose member manifest is on loopback: the nested
+    # document is fetched during expansion, and is checked against the collection's host.
+    collection = {"path": str(public / "collection.json"),
+                  "text": json.dumps({"@context": "http://iiif.io/api/presentation/3/context.json",
+                                      "id": "PUB/collection.json", "type": "Collection",
+                                      "label": {"en": ["c"]},
+                                      "items": [{"id": "LOC/manifest.json", "type": "Manifest"}]})
+                  .replace("{", "{{").replace("}", "}}").replace("PUB", "{pub}").replace("LOC", "{loc}")}
     hop = "{pub}/m/goto={loc_port},gohost=127.0.0.1/demo/demo.dzi"  # a redirect hop to 127.0.0.1
     results = run_in_namespace(tmp_path, servers, [
         ["{pub}/page.html", "out.png", *FAST],
@@ -161,8 +169,11 @@ def test_metadata_on_a_public_host_cannot_send_us_to_loopback(tmp_path: Path, ne
         ["{pub}/page.html", "out.png", *FAST, "--allow-private-networks"],
         ["--bulk", "{pub}/list.txt", "--format", "png", *FAST],
         ["{pub}/named.html", "out.png", *FAST],
-    ], files=[page, listing, by_name])
-    by_page, by_redirect, allowed, bulk, named = results["results"]
+        ["--bulk", "{pub}/collection.json", "--format", "png", *FAST],
+    ], files=[page, listing, by_name, collection])
+    by_page, by_redirect, allowed, bulk, named, nested = results["results"]
+    assert nested["code"] != 0 and "loopback" in nested["stdout"] + nested["stderr"], nested
+    assert nested["requests"]["loc"] == [], "the nested manifest on loopback was requested"
     line = one_error_line(named)
     assert named["code"] == 4 and "localhost (" in line and "loopback" in line and named["requests"]["loc"] == []
     assert bulk["code"] != 0 and "loopback" in bulk["stdout"] and bulk["requests"]["loc"] == [], bulk

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -83,8 +85,14 @@ def _from_manifest(url: str, source: str, fetch, first: bytes | None = None) -> 
     return rows
 
 
-def collect(sources: list[str], fetch: Callable[[str], bytes]) -> list[dict[str, Any]]:
-    """The unnamed rows of every source, in order."""
+def collect(sources: list[str], fetch: Callable[..., bytes]) -> list[dict[str, Any]]:
+    """The unnamed rows of every source, in order.
+
+    `fetch(url, origin=None)` downloads a document; `origin` is the user's own URL that the
+    document was found through (field notes S2: a remote list or collection may not send us to
+    private or loopback hosts unless its own host is one). Entries of a local list are the
+    user's own inputs.
+    """
     rows: list[dict[str, Any]] = []
     for source in sources:
         try:
@@ -92,8 +100,10 @@ def collect(sources: list[str], fetch: Callable[[str], bytes]) -> list[dict[str,
         except DezoomError as exc:
             rows.append(_row(None, source=source, title=None, error=str(exc)))
             continue
+        remote = is_http(source)
+        from_source = partial(fetch, origin=source) if remote else fetch
         if iiif_manifest.is_manifest_or_collection(data):
-            rows += _from_manifest(normalize_input(source), source, fetch, data)
+            rows += _from_manifest(normalize_input(source), source, from_source, data)
             continue
         try:
             lines = parse_bulk_bytes(data, source)
@@ -104,7 +114,8 @@ def collect(sources: list[str], fetch: Callable[[str], bytes]) -> list[dict[str,
             if not line.ok:
                 rows.append(_row(None, source=source, title=line.title, error=line.error))
             elif is_http(line.url) and MANIFEST_HINT.search(line.url.split("?")[0]):
-                rows += _from_manifest(line.url, line.url, fetch)
+                rows += _from_manifest(line.url, line.url,
+                                       from_source if remote else partial(fetch, origin=line.url))
             else:
                 rows.append(_row(line.url, source=source, title=line.title))
     return rows
@@ -149,9 +160,9 @@ def expand(*, sources: list[str], output: Path | None, template: str | None = No
         validate_template(template)
     options = net_options or net.NetOptions()
 
-    def fetch(u: str) -> bytes:
+    def fetch(u: str, origin: str | None = None) -> bytes:
         log.info("downloading %s", u)
-        return net.fetch_document(u, options, None)
+        return net.fetch_document(u, replace(options, input_url=origin) if origin else options, None)
 
     rows = name_rows(collect(list(sources), fetch), template)
     for row in rows:
