@@ -30,7 +30,7 @@ import requests.adapters
 import requests.utils
 import urllib3
 
-from dezoom_steps import hostpolicy, scope
+from dezoom_steps import hostpolicy, retrypolicy, scope
 from dezoom_steps.errors import InputError, NetworkError
 from dezoom_steps.redact import redact_text, redact_url
 from dezoom_steps.urls import file_url_path, is_file_url, is_http
@@ -49,7 +49,6 @@ MAX_DOCUMENT_BYTES = 4 * 1024 * 1024  # field notes S7: metadata is tiny; "cap X
 MAX_TILE_BYTES = 64 * 1024 * 1024  # field notes S5: cap per-tile bytes
 MAX_ERROR_BODY = 64 * 1024  # error pages are read (to keep the connection) up to this size
 MAX_RETRY_AFTER = 60.0  # a server's Retry-After is honoured up to this many seconds
-TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUS = frozenset({429, 503})
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field-name
@@ -507,7 +506,8 @@ def status_failure(resp: Response) -> AttemptFailed:
     """The failure for an HTTP error status: transient ones are retried, honouring Retry-After."""
     s = resp.status
     retry_after = parse_retry_after(resp.headers.get("Retry-After")) if s in RETRY_AFTER_STATUS else None
-    transient = s in TRANSIENT_STATUS or (s >= 500 and s not in (501, 505))
+    # Which statuses are retried, and how often, is retrypolicy's rule alone.
+    transient = retrypolicy.retries_allowed(s, True, 1) > 0
     return AttemptFailed(f"HTTP {s} {resp.reason}".rstrip(), status=s, retry=transient, retry_after=retry_after)
 
 
@@ -534,7 +534,7 @@ def fetch_document(
     headers = build_headers(options, referer)
     # Retry policy by cause (dezoom_steps/retrypolicy.py), Retry-After up to --max-retry-after,
     # anti-bot pages stop at once (field notes M19, N5); imported here: they import nothing of net.
-    from dezoom_steps import blockpage, politeness, retrypolicy
+    from dezoom_steps import blockpage, politeness
 
     record = politeness.BlockRecord(options.block_file) if options.block_file else None
     known = record.active() if record is not None and not options.ignore_block else {}
