@@ -44,7 +44,7 @@ def challenge_kind(status: int, url: str, headers: Mapping[str, str], body: byte
     `url` is the final URL (after redirects), `headers` the response headers, `body` the
     (possibly capped) body. Images are never challenge pages.
     """
-    if _SORRY_PATH.match(urlsplit(url).path or ""):
+    if "/sorry" in url and _SORRY_PATH.match(urlsplit(url).path or ""):
         return "a google.com/sorry \"unusual traffic\" page"
     lowered = {k.lower(): v for k, v in headers.items()}
     if lowered.get("cf-mitigated", "").strip().lower() == "challenge":

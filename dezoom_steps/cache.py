@@ -7,11 +7,11 @@ The cache is never a Snakemake output: a failed job must not delete it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
 from pathlib import Path
-
-from dezoom_steps.jsonio import atomic_write_bytes
 
 # Magic numbers of the image formats tiles come in.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -71,8 +71,40 @@ def is_cached(cache_dir: str | os.PathLike[str], key: str) -> bool:
     return valid_tile_bytes(head)
 
 
+def cached_keys(cache_dir: str | os.PathLike[str], keys: list[str]) -> set[str]:
+    """Those of `keys` whose valid tile is in the cache; one directory listing, then a look at each present file."""
+    try:
+        present = set(os.listdir(cache_dir))
+    except OSError:
+        return set()
+    return {k for k in keys if k in present and is_cached(cache_dir, k)}
+
+
 def store(cache_dir: str | os.PathLike[str], key: str, data: bytes) -> Path:
-    """Write a tile into the cache atomically (temporary file, then rename)."""
-    path = tile_path(cache_dir, key)
-    atomic_write_bytes(path, data)
-    return path
+    """Write a tile into the cache atomically: a temporary file of this process and thread, then rename.
+
+    A tile is written once per download, so this path is kept to four system calls (issue 7:
+    a mkstemp-based write cost as much as the HTTP request of a small tile). The temporary name
+    starts with a dot and ends in ".part"; a killed writer leaves at most such a file, never a
+    partial tile under its key.
+    """
+    folder = os.fspath(cache_dir)
+    path = os.path.join(folder, key)
+    tmp = os.path.join(folder, f".{key}.{os.getpid()}-{threading.get_ident()}.part")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o666)  # the umask applies, as for any file the user makes
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(tmp, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as f:
+            view = memoryview(data)
+            while view:
+                view = view[f.write(view):]
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return Path(path)

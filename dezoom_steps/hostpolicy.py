@@ -44,6 +44,15 @@ def address_class(address: IPAddress) -> str | None:
     return None
 
 
+def is_ip_literal(host: str) -> bool:
+    """True when `host` is an IPv4 or IPv6 address (brackets and zone allowed), not a name."""
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%")[0])
+        return True
+    except ValueError:
+        return False
+
+
 def host_addresses(host: str, resolver: Resolver) -> list[IPAddress]:
     """The addresses of a host name or IP literal (an IP literal is not looked up)."""
     literal = host.strip("[]")
@@ -123,4 +132,4 @@ def classes_of(addresses: Iterable[IPAddress]) -> set[str]:
     return {c for c in (address_class(a) for a in addresses) if c}
 
 
-__all__ = ["AddressPolicy", "AddressRefused", "OPTION", "address_class", "classes_of", "host_addresses"]
+__all__ = ["AddressPolicy", "AddressRefused", "OPTION", "address_class", "classes_of", "host_addresses", "is_ip_literal"]

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import email.utils
 import http
-import http.cookiejar
 import os
 import re
 import socket
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 from urllib.parse import urljoin, urlsplit
 
-import requests
-import requests.adapters
-import requests.utils
-import urllib3
+if TYPE_CHECKING:  # imported where used: a tile download never needs requests (start-up time, issue 7)
+    import http.cookiejar
+
+    import requests
 
 from dezoom_steps import hostpolicy, retrypolicy, scope
 from dezoom_steps.errors import InputError, NetworkError
@@ -198,6 +196,8 @@ def jar_cookie_header(jar: http.cookiejar.CookieJar | None, url: str) -> str | N
     """The `Cookie` header value of the cookies of `jar` that match `url` (domain, path, secure, expiry)."""
     if jar is None or not is_http(url):
         return None
+    import urllib.request
+
     request = urllib.request.Request(url)
     jar.add_cookie_header(request)
     return request.unredirected_hdrs.get("Cookie")
@@ -224,7 +224,8 @@ class Response:
     body: bytes
 
 
-def _reason_phrase(status: int, reason: str | None) -> str:
+def reason_phrase(status: int, reason: str | None) -> str:
+    """The server's reason phrase, or the standard one for `status` ("" when unknown)."""
     if reason:
         return reason
     try:
@@ -255,7 +256,12 @@ def _short_reason(exc: BaseException) -> str:
         text = root.strerror
     else:
         text = re.sub(r"<[^<>]* at 0x[0-9a-f]+>:?\s*", "", str(root)) or type(root).__name__
-    text = redact_text(" ".join(text.split()))  # urllib3 messages quote the URL, query tokens included
+    return short_text(text)
+
+
+def short_text(text: str) -> str:
+    """An error text on one line, redacted (messages may quote URLs with tokens), at most 200 characters."""
+    text = redact_text(" ".join(text.split()))
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -274,17 +280,30 @@ _TLS_VERIFY_REASONS = {
 
 def tls_failure(url: str, exc: BaseException) -> tuple[str, bool]:
     """A one-line TLS error naming the host and why, and whether it is permanent (a certificate problem)."""
-    host = scope.host_of(url)
     root = _root_cause(exc)
-    code = getattr(root, "verify_code", None)
+    return tls_message(url, getattr(root, "verify_code", None), _short_reason(exc),
+                       getattr(root, "verify_message", "") or "")
+
+
+def tls_message(url: str, code: int | None, text: str, verify_message: str = "") -> tuple[str, bool]:
+    """The TLS error line for OpenSSL verify `code` (None: not a verification failure) or error `text`."""
+    host = scope.host_of(url)
     hint = f"--ca-bundle FILE trusts its CA, --insecure-host {host} skips the check for this host only"
     if code is not None:
-        why = _TLS_VERIFY_REASONS.get(code) or f"its certificate was refused ({getattr(root, 'verify_message', '') or code})"
+        why = _TLS_VERIFY_REASONS.get(code) or f"its certificate was refused ({verify_message or code})"
         return f"TLS error with {host}: {why}; {hint}", True
-    text = _short_reason(exc)
-    if "hostname mismatch" in text.lower() or "doesn't match" in text.lower():
-        return f"TLS error with {host}: its certificate does not match the host name; {hint}", True
+    text = short_text(text)
+    lowered = text.lower()
+    if "hostname mismatch" in lowered or "doesn't match" in lowered or "subject name" in lowered:
+        what = "IP address" if hostpolicy.is_ip_literal(host) else "host name"
+        return f"TLS error with {host}: its certificate does not match the {what}; {hint}", True
     return f"TLS error with {host} ({text})", False
+
+
+def origin_key(url: str) -> str:
+    """'scheme://authority' of a URL, without parsing it (a cache key)."""
+    end = url.find("/", url.find("//") + 2)
+    return url if end < 0 else url[:end]
 
 
 class HttpClient:
@@ -304,12 +323,15 @@ class HttpClient:
         self._user = {k.lower(): scope.resolve_secret(v) for k, v in options.headers.items()}
         self._secrets: dict[str, str] = {}
         self._proxies: dict[str, dict[str, str]] = {}
+        self._allowed: set[tuple[str, str | None]] = set()
         self._env_ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
         self.scope = scope.HeaderScope(options.input_url, tuple(options.header_hosts))
         self._jar = scope.load_cookie_jar(options.cookies_file) if options.cookies_file else None
         self.policy = hostpolicy.AddressPolicy(options.input_url, options.allow_private_networks)
         if options.accept_invalid_certs or options.insecure_hosts:
             # Only when the user asked for unverified TLS; the warning would repeat for every tile.
+            import urllib3
+
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
     def _secret(self, value: str) -> str:
@@ -346,20 +368,42 @@ class HttpClient:
         origin = f"{parts.scheme}://{parts.netloc}"
         got = self._proxies.get(origin)
         if got is None:
+            import requests.utils
+
             got = self._proxies[origin] = requests.utils.get_environ_proxies(origin)
         return got
 
     def check_address(self, url: str, first_url: str | None = None) -> None:
         """Raise AttemptFailed (no request made) when the address policy refuses `url`'s host (S2)."""
+        key = (origin_key(url), origin_key(first_url) if first_url else None)
+        if key in self._allowed:  # the policy's verdict on a host pair does not change during a run
+            return
         try:
             self.policy.check(url, scope.host_of(url), scope.host_of(first_url) if first_url else None)
         except hostpolicy.AddressRefused as exc:
             raise AttemptFailed(str(exc), retry=False, attempted=False) from None
+        self._allowed.add(key)
+
+    def base_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """`headers` with secret references resolved and a redacted Referer given its real query back."""
+        return {k: scope.restore_redacted(self._secret(v), self.options.input_url) for k, v in headers.items()}
+
+    def hop_headers(self, base: Mapping[str, str], url: str, first_url: str) -> dict[str, str]:
+        """The headers of one hop to `url` of a request that asked for `first_url` (`scope.hop_headers`)."""
+        return scope.hop_headers(base, url, first_url=first_url, scope=self.scope, user=self._user,
+                                 jar_cookie=jar_cookie_header(self._jar, url))
+
+    @property
+    def has_cookie_jar(self) -> bool:
+        """True when a cookies.txt is loaded (its cookies depend on each URL's path)."""
+        return self._jar is not None
 
     def session(self) -> tuple[requests.Session, bool]:
         """This thread's session, and whether its connections may be kept alive."""
         got = getattr(self._local, "session", None)
         if got is None:
+            import requests.adapters
+
             s = requests.Session()
             # Proxies and the CA bundle come from the environment, but read once (`proxies_for`,
             # `verify`), not by requests at every request: that costs about 0.3 ms a tile.
@@ -388,11 +432,12 @@ class HttpClient:
         (`scope.hop_headers`: -H headers and cookies only where they belong). A body larger than
         `max_bytes` fails, naming `limit_option` (the flag that raises the limit).
         """
+        import requests
+
         opts = self.options
         deadline = time.monotonic() + opts.timeout
         session, keep = self.session()
-        # Secret references resolved; a Referer the step files hold redacted gets its real query back.
-        base = {k: scope.restore_redacted(self._secret(v), opts.input_url) for k, v in headers.items()}
+        base = self.base_headers(headers)
         if not keep:
             base["Connection"] = "close"
         first = current = self.request_url(url)
@@ -403,8 +448,7 @@ class HttpClient:
             if remaining <= 0:
                 raise AttemptFailed(f"timed out after {opts.timeout:g} s")
             self.check_address(current, first)
-            hop = scope.hop_headers(base, current, first_url=first, scope=self.scope, user=self._user,
-                                    jar_cookie=jar_cookie_header(self._jar, current))
+            hop = self.hop_headers(base, current, first)
             try:
                 resp = session.get(
                     current,
@@ -434,7 +478,7 @@ class HttpClient:
                     raise AttemptFailed(f"response of {declared} bytes is larger than the limit of {limit} bytes "
                                         f"({limit_option})", status=resp.status_code, retry=False)
                 body = self._read_body(resp, deadline, limit, strict=resp.status_code < 400, limit_option=limit_option)
-                return Response(resp.url, resp.status_code, _reason_phrase(resp.status_code, resp.reason), resp.headers, body)
+                return Response(resp.url, resp.status_code, reason_phrase(resp.status_code, resp.reason), resp.headers, body)
             self._read_body(resp, deadline, MAX_ERROR_BODY, strict=False)
             nxt = urljoin(resp.url, target)
             if not is_http(nxt):
@@ -446,6 +490,8 @@ class HttpClient:
     def _read_body(self, resp: requests.Response, deadline: float, limit: int, strict: bool,
                    limit_option: str = "--max-tile-bytes") -> bytes:
         """Read a streamed body before `deadline`; `strict` makes a short or oversized body an error."""
+        import urllib3
+
         raw = resp.raw
         read = getattr(raw, "read1", None) or raw.read
         length = resp.headers.get("Content-Length")
@@ -577,6 +623,6 @@ def fetch_document(
 
 __all__ = [
     "DEFAULT_HEADERS", "AttemptFailed", "HttpClient", "NetOptions", "Response",
-    "build_headers", "fetch_document", "merge_headers", "parse_duration", "parse_header",
+    "build_headers", "fetch_document", "origin_key", "reason_phrase", "short_text", "tls_message", "merge_headers", "parse_duration", "parse_header",
     "parse_retry_after", "read_local", "status_failure",
 ]

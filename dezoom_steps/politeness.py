@@ -195,20 +195,31 @@ class HostGate:
         Raises HostBlocked when the host is blocked, GateClosed when the download stops.
         """
         with self._cond:
-            state = self._host(host)
             while True:
-                self._poll_record()
-                if self._closed:
-                    raise GateClosed()
-                if host in self._blocks:
-                    raise self._blocks[host].error()
-                now = self.clock()
-                if state.in_flight < state.limit and now >= state.next_start:
-                    state.in_flight += 1
-                    state.next_start = now + state.interval
-                    return state.epoch
-                wait = state.next_start - now if state.in_flight < state.limit else RECORD_POLL
-                self._cond.wait(min(max(wait, 0.001), RECORD_POLL))
+                token, wait = self.try_acquire(host)
+                if token is not None:
+                    return token
+                self._cond.wait(wait)
+
+    def try_acquire(self, host: str) -> tuple[int | None, float]:
+        """Start a request to `host` if it may start now: (token, 0.0); else (None, seconds to wait before asking again).
+
+        Raises HostBlocked when the host is blocked, GateClosed when the download stops.
+        """
+        with self._cond:
+            self._poll_record()
+            if self._closed:
+                raise GateClosed()
+            if host in self._blocks:
+                raise self._blocks[host].error()
+            state = self._host(host)
+            now = self.clock()
+            if state.in_flight < state.limit and now >= state.next_start:
+                state.in_flight += 1
+                state.next_start = now + state.interval
+                return state.epoch, 0.0
+            wait = state.next_start - now if state.in_flight < state.limit else RECORD_POLL
+            return None, min(max(wait, 0.001), RECORD_POLL)
 
     def release(self, host: str, token: int, status: int | None, ok: bool, paced: bool = False) -> None:
         """End a request started with `acquire`: adapt the host's pace to its answer.

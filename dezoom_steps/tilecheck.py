@@ -12,7 +12,7 @@ import io
 import threading
 import warnings
 
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from dezoom_steps.cache import sniff_image
 
@@ -42,8 +42,15 @@ def _not_image_reason(data: bytes, content_type: str) -> str:
     return f"not an image ({ctype}, starts with {data[:8]!r})"
 
 
-def _open_header(data: bytes) -> Image.Image:
-    """Open `data` with Pillow (header only) under an explicit decompression-bomb limit."""
+def _open_header(data: bytes, fmt: str) -> Image.Image:
+    """Open `data` with Pillow (header only) under an explicit decompression-bomb limit.
+
+    JPEG, nearly every tile, is opened by its plugin directly: no format probing, no global
+    limit to swap (issue 7: this check ran once per tile in the download loop). The side check
+    of `check_tile` is its decompression-bomb limit.
+    """
+    if fmt == "jpeg":
+        return JpegImagePlugin.JpegImageFile(io.BytesIO(data))
     with _PILLOW_LIMIT_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = MAX_TILE_PIXELS
@@ -72,7 +79,7 @@ def check_tile(data: bytes, content_type: str = "", expected_length: int | None 
     if fmt is None:
         raise TileInvalid(_not_image_reason(data, content_type))
     try:
-        img = _open_header(data)
+        img = _open_header(data, fmt)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise TileInvalid(f"{fmt} tile larger than {MAX_TILE_SIDE}x{MAX_TILE_SIDE} pixels") from None
     except Exception as exc:  # Pillow raises many types for broken headers
@@ -82,6 +89,10 @@ def check_tile(data: bytes, content_type: str = "", expected_length: int | None 
         if w < 1 or h < 1 or w > MAX_TILE_SIDE or h > MAX_TILE_SIDE:
             raise TileInvalid(f"{fmt} tile of {w}x{h} pixels (at most {MAX_TILE_SIDE} per side)")
         if mode == "decode":
+            if fmt == "jpeg":
+                # Decoded at 1/8 scale: the entropy-coded data is read in full, as in a full
+                # decode, so truncated or corrupt scans fail the same way, at a third of the cost.
+                img.draft(img.mode, (max(1, w // 8), max(1, h // 8)))
             try:
                 img.load()  # Pillow releases the GIL while decoding: parallel threads decode in parallel
             except Exception as exc:

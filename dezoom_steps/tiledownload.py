@@ -1,6 +1,10 @@
-"""Tile downloads: parallel workers over `net.HttpClient`, polite per host, retried by cause, checked.
+"""Tile downloads: many transfers in flight from one thread, polite per host, retried by cause, checked.
 
-`download_tiles` is what the fetch and fill steps call; nothing here imports `requests`.
+`download_tiles` is what the fetch and fill steps call. The transfers run on libcurl's multi
+interface (netcurl.py); `net.HttpClient` prepares each hop (URL, headers, address policy, TLS,
+proxy), so tiles and documents follow the same rules. Bodies are checked and stored in the same
+thread, between two turns of the network loop: measured here (issue 7), handing them to worker
+threads made a 4,345-tile download twice as slow, the threads and the loop taking turns on the GIL.
 
 * politeness (dezoom_steps/politeness.py): per-host concurrency and start interval, Retry-After
   holds, adaptive slow-down on 429/503, and host blocks on anti-bot pages (blockpage.py);
@@ -11,16 +15,20 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import os
-import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Protocol
+from urllib.parse import urljoin
 
-from dezoom_steps import blockpage, net, politeness, retrypolicy, tilecheck
+from dezoom_steps import blockpage, net, netcurl, politeness, retrypolicy, tilecheck
 from dezoom_steps.errors import HostBlocked
-from dezoom_steps.politeness import GateClosed, HostGate, host_of
+from dezoom_steps.politeness import HostGate, host_of
+from dezoom_steps.redact import redact_url
 from dezoom_steps.urls import is_file_url, is_http
 
 log = logging.getLogger(__name__)
@@ -57,16 +65,15 @@ class TileResult:
         return (self.error or "").startswith(BLOCKED + ":")
 
 
-class _NotSent(Exception):
-    """An attempt refused before any request: host blocked, or the download stopping."""
-
-
 class _Challenged(Exception):
     """This tile's own request got an anti-bot page (the host is now blocked)."""
 
     def __init__(self, message: str, status: int):
         super().__init__(message)
         self.status = status
+
+
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 
 
 def check_tile_body(data: bytes, content_type: str = "", mode: str = "decode") -> None:
@@ -82,37 +89,218 @@ def _blocked_text(err: HostBlocked) -> str:
     return f"{BLOCKED}: {err.host} answered {err.url} with an anti-bot page; not fetched"
 
 
-class _TileWorker:
-    """Downloads single tiles: per-host gate, retries by cause with backoff, body checks."""
+@dataclass
+class _Job:
+    """One tile's download: attempts made, its retry backoff, and the request (hop) in flight."""
 
-    def __init__(self, client: net.HttpClient, headers: Mapping[str, str], gate: HostGate, stop: threading.Event,
-                 process: Callable[[Any, bytes], bytes] | None, allow_file_urls: bool, retry_log: retrypolicy.RetryLog):
-        self.client, self.headers, self.gate, self.stop = client, dict(headers), gate, stop
-        self.process, self.allow_file_urls, self.retry_log = process, allow_file_urls, retry_log
-        self.options = client.options
+    tile: Any
+    host: str
+    backoff: float
+    attempts: int = 0
+    first: str = ""  # the URL this attempt asked for (redacted values restored)
+    current: str = ""  # the URL of the hop in flight
+    hops: int = 0
+    deadline: float = 0.0
+    token: int = 0
 
-    def _get(self, url: str) -> tuple[bytes, str]:
-        """One polite request of `url`: (body, Content-Type) of a 200, `AttemptFailed` otherwise."""
-        host = host_of(url)
+
+class _Downloader:
+    """The network loop: per-host gate, transfers, redirects, retries by cause, body checks."""
+
+    def __init__(self, options: net.NetOptions, headers: Mapping[str, str], gate: HostGate,
+                 process: Callable[[Any, bytes], bytes] | None, store: Callable[[Any, bytes], None] | None,
+                 allow_file_urls: bool, retry_log: retrypolicy.RetryLog):
+        self.options, self.gate, self.process, self.store = options, gate, process, store
+        self.allow_file_urls, self.retry_log = allow_file_urls, retry_log
+        self.client = net.HttpClient(options)  # prepares hops; its requests sessions stay unused here
+        self.base = self.client.base_headers(headers)
+        self.transfers = netcurl.Transfers(options.parallelism, options.connect_timeout, options.max_idle_per_host)
+        self.waiting: dict[str, deque[_Job]] = {}  # by host, jobs ready to start
+        self.timers: list[tuple[float, int, _Job]] = []  # retries waiting for their time
+        self.seq = itertools.count()
+        self.hop_cache: dict[str, tuple[dict[str, str], bool | str, str | None]] = {}
+        self.hosts: dict[str, str] = {}
+        self.results: list[TileResult] = []
+        self.blocked_hosts: dict[str, None] = {}
+        self.open = 0  # tiles not finished yet
+        self.on_result: Callable[[TileResult], None] | None = None
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self, tiles: Iterable[TileLike], on_result: Callable[[TileResult], None] | None) -> list[TileResult]:
+        """Download every tile; each result goes to `on_result` (this thread) as soon as it is final."""
+        self.on_result = on_result
+        todo = iter(tiles)
+        window = max(64, self.options.parallelism * 4)  # tiles in progress: bounds memory
+        exhausted = False
+        while True:
+            while not exhausted and self.open < window:
+                tile = next(todo, None)
+                if tile is None:
+                    exhausted = True
+                else:
+                    self.open += 1
+                    self._admit(tile)
+            now = time.monotonic()
+            while self.timers and self.timers[0][0] <= now:
+                job = heapq.heappop(self.timers)[2]
+                self.waiting.setdefault(job.host, deque()).append(job)
+            wake = self._start_ready(now)
+            if exhausted and self.open == 0:
+                break
+            if self.timers:
+                wake = min(wake, self.timers[0][0] - now)
+            wake = max(0.0, min(wake, 1.0))
+            if self.transfers.active:
+                for outcome in self.transfers.poll(wake):
+                    self._arrived(outcome)
+            elif wake > 0 and (self.waiting or self.timers):
+                time.sleep(wake)  # only the gate or a retry's backoff can move things on
+        return self.results
+
+    def close(self) -> None:
+        """Stop the transfers and close their connections."""
+        self.gate.close()
+        self.transfers.close()
+
+    def _admit(self, tile: TileLike) -> None:
+        """A new tile: local files go to the pool, http(s) tiles wait for their host's gate."""
+        job = _Job(tile, self._host(tile.url), retrypolicy.first_delay(self.options.retry_delay, tile.x, tile.y))
+        if is_file_url(tile.url):
+            job.attempts += 1
+            if not self.allow_file_urls:
+                self._failed(job, net.AttemptFailed("file: tile URLs are only allowed when the input itself is a "
+                                                    "local file", retry=False, attempted=False))
+                return
+            self._check(job, None, "")
+        elif is_http(tile.url):
+            self.waiting.setdefault(job.host, deque()).append(job)
+        else:
+            job.attempts += 1
+            self._failed(job, net.AttemptFailed("unsupported URL scheme (expected http, https or file)",
+                                                retry=False, attempted=False))
+
+    def _host(self, url: str) -> str:
+        """`host_of(url)`, parsed once per scheme://authority (tiles of an image share a few)."""
+        origin = net.origin_key(url)
+        got = self.hosts.get(origin)
+        if got is None:
+            got = self.hosts[origin] = host_of(url)
+        return got
+
+    def _start_ready(self, now: float) -> float:
+        """Start what the gate and free transfer slots allow; returns how long until the gate may allow more."""
+        wake = 1.0
+        for host in list(self.waiting):
+            jobs = self.waiting[host]
+            while jobs and self.transfers.free:
+                try:
+                    token, wait_s = self.gate.try_acquire(host)
+                except HostBlocked as err:
+                    while jobs:
+                        job = jobs.popleft()
+                        self._finish(TileResult(job.tile, None, None, _blocked_text(err), job.attempts))
+                    break
+                if token is None:
+                    wake = min(wake, wait_s)
+                    break
+                job = jobs.popleft()
+                job.token = token
+                job.attempts += 1
+                self._first_hop(job, now)
+            if not jobs:
+                del self.waiting[host]
+        return wake
+
+    def _first_hop(self, job: _Job, now: float) -> None:
+        job.first = job.current = self.client.request_url(job.tile.url)
+        job.hops = 0
+        job.deadline = now + self.options.timeout
+        self._send(job)
+
+    def _send(self, job: _Job) -> None:
+        """Start the hop `job.current` (checked by the address policy first)."""
+        remaining = job.deadline - time.monotonic()
+        if remaining <= 0:
+            self._ended(job, None, net.AttemptFailed(f"timed out after {self.options.timeout:g} s"))
+            return
         try:
-            token = self.gate.acquire(host)
-        except HostBlocked as err:
-            raise _NotSent(_blocked_text(err)) from None
-        except GateClosed:
-            raise _NotSent("not fetched: the download stopped") from None
-        status: int | None = None
+            self.client.check_address(job.current, job.first)
+        except net.AttemptFailed as exc:
+            self._ended(job, None, exc)
+            return
+        headers, verify, proxy = self._hop_settings(job)
+        transfer = netcurl.Transfer(job, job.current, self.options.max_tile_bytes, "--max-tile-bytes", remaining)
+        self.transfers.start(transfer, headers, verify, proxy)
+
+    def _hop_settings(self, job: _Job) -> tuple[dict[str, str], bool | str, str | None]:
+        """Headers, TLS verification and proxy of a hop; the same for every first hop to one origin."""
+        url = job.current
+        origin = net.origin_key(url)
+        cacheable = job.hops == 0 and not self.client.has_cookie_jar
+        got = self.hop_cache.get(origin) if cacheable else None
+        if got is None:
+            scheme = "https" if url.startswith("https:") else "http"
+            got = (self.client.hop_headers(self.base, url, job.first), self.client.verify(url),
+                   self._proxy(url, scheme))
+            if cacheable:
+                self.hop_cache[origin] = got
+        return got
+
+    def _proxy(self, url: str, scheme: str) -> str | None:
+        """The proxy for `url` from the environment, chosen as requests does (scheme, then "all")."""
+        proxies = self.client.proxies_for(url)
+        return proxies.get(scheme) or proxies.get("all")
+
+    # --- answers ---------------------------------------------------------------------------------
+
+    def _arrived(self, outcome: netcurl.Outcome) -> None:
+        """A hop ended: follow a redirect, or judge the answer."""
+        job: _Job = outcome.transfer.key
+        resp = outcome.response
+        if resp is None:
+            self._ended(job, None, outcome.failure)
+            return
+        location = resp.headers.get("Location")
+        if resp.status in REDIRECT_STATUS and location:
+            nxt = urljoin(resp.url, location)
+            if not is_http(nxt):
+                # Field notes S3: a server never makes us read a local file (or another scheme).
+                self._ended(job, resp.status, net.AttemptFailed(
+                    f"redirected to {redact_url(nxt)}, which is not an http(s) URL", retry=False))
+            elif job.hops >= net.MAX_REDIRECTS:
+                self._ended(job, resp.status, net.AttemptFailed(f"more than {net.MAX_REDIRECTS} redirects", retry=False))
+            else:
+                job.hops += 1
+                job.current = nxt
+                self._send(job)
+            return
+        self._ended(job, resp.status, None, resp)
+
+    def _ended(self, job: _Job, status: int | None, failure: BaseException | None,
+               resp: net.Response | None = None) -> None:
+        """The attempt's request is over: free the gate, then judge the answer or the failure."""
         paced = False
-        try:
-            resp = self.client.get(url, self.headers, self.client.options.max_tile_bytes, "--max-tile-bytes")
-            status = resp.status
+        if resp is not None:
             # A Retry-After sets the pace itself (the hold below): no adaptive slow-down on top of it.
-            paced = status in net.RETRY_AFTER_STATUS and bool(resp.headers.get("Retry-After"))
-        finally:
-            self.gate.release(host, token, status, status == 200, paced=paced)
+            paced = resp.status in net.RETRY_AFTER_STATUS and bool(resp.headers.get("Retry-After"))
+        self.gate.release(job.host, job.token, status, status == 200, paced=paced)
+        if failure is None and resp is not None:
+            try:
+                body, ctype = self._judge(job, resp)
+            except (net.AttemptFailed, _Challenged) as exc:
+                failure = exc
+            else:
+                self._check(job, body, ctype)
+                return
+        self._failed(job, failure)
+
+    def _judge(self, job: _Job, resp: net.Response) -> tuple[bytes, str]:
+        """(body, Content-Type) of a 200; `_Challenged` for an anti-bot page, `AttemptFailed` otherwise."""
         kind = blockpage.challenge_kind(resp.status, resp.url, resp.headers, resp.body)
         if kind is not None:
             asked = net.parse_retry_after(resp.headers.get("Retry-After"), cap=float("inf"))
-            block = self.gate.block(politeness.make_block(url, kind, asked))
+            block = self.gate.block(politeness.make_block(job.tile.url, kind, asked))
             raise _Challenged(_blocked_text(block.error()), resp.status)
         if resp.status != 200:
             fail = (net.status_failure(resp) if resp.status >= 400
@@ -122,57 +310,63 @@ class _TileWorker:
                 asked = net.parse_retry_after(resp.headers.get("Retry-After"), cap=float("inf"))
                 if asked:
                     # A Retry-After holds every request to this host, up to --max-retry-after.
-                    self.gate.hold(host, min(asked, self.options.max_retry_after))
+                    self.gate.hold(job.host, min(asked, self.options.max_retry_after))
                     fail.retry_after = asked
             raise fail
         return resp.body, resp.headers.get("Content-Type", "")
 
-    def attempt(self, tile: TileLike) -> bytes:
-        """One attempt: bytes of the tile after `process`, checked; `net.AttemptFailed` otherwise."""
-        if is_file_url(tile.url):
-            if not self.allow_file_urls:
-                raise net.AttemptFailed("file: tile URLs are only allowed when the input itself is a local file",
-                                        retry=False, attempted=False)
-            raw, ctype = net.read_local(tile.url, self.client.options.max_tile_bytes), ""
-        elif is_http(tile.url):
-            raw, ctype = self._get(tile.url)
-        else:
-            raise net.AttemptFailed("unsupported URL scheme (expected http, https or file)", retry=False, attempted=False)
-        if not raw:
-            raise net.AttemptFailed("empty body")
-        data = raw
-        if self.process is not None:
-            try:
-                data = self.process(tile, raw)
-            except Exception as exc:  # a decoder's failure is retried like a download's (spec §7.4)
-                raise net.AttemptFailed(f"unable to process the downloaded tile: {exc}") from None
-        check_tile_body(data, ctype, self.options.tile_check)
-        return data
-
-    def run(self, tile: TileLike) -> TileResult:
-        """All attempts of one tile: retries by cause (retrypolicy), wait = d + d*((x+y)%100)/100, doubling."""
+    def _failed(self, job: _Job, exc: BaseException | None) -> None:
+        """A failed attempt: retry it later (by cause, spec §7.4 backoff) or give the tile up."""
+        if isinstance(exc, _Challenged):
+            self._finish(TileResult(job.tile, None, exc.status, str(exc), job.attempts))
+            return
+        if not isinstance(exc, net.AttemptFailed):
+            raise exc if exc is not None else RuntimeError("a tile attempt ended without a result")
+        if not exc.attempted:
+            job.attempts -= 1
         opts = self.options
-        backoff = retrypolicy.first_delay(opts.retry_delay, tile.x, tile.y)
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                return TileResult(tile, self.attempt(tile), 200, None, attempts)
-            except _NotSent as exc:
-                return TileResult(tile, None, None, str(exc), attempts - 1)
-            except _Challenged as exc:
-                return TileResult(tile, None, exc.status, str(exc), attempts)
-            except net.AttemptFailed as exc:
-                attempts -= 0 if exc.attempted else 1
-                allowed = retrypolicy.retries_allowed(exc.status, exc.retry, opts.retries)
-                if not exc.attempted or attempts > allowed or self.stop.is_set():
-                    return TileResult(tile, None, exc.status, str(exc), attempts)
-                wait_s, note = retrypolicy.retry_wait(backoff, exc.retry_after, opts.max_retry_after)
-                self.retry_log.retrying(host_of(tile.url), tile.url, wait_s, retrypolicy.cause_of(exc.status, str(exc)),
-                                        attempts + 1, allowed + 1, note)
-                if self.stop.wait(wait_s):
-                    return TileResult(tile, None, exc.status, str(exc), attempts)
-                backoff *= 2
+        allowed = retrypolicy.retries_allowed(exc.status, exc.retry, opts.retries)
+        if not exc.attempted or job.attempts > allowed:
+            self._finish(TileResult(job.tile, None, exc.status, str(exc), job.attempts))
+            return
+        wait_s, note = retrypolicy.retry_wait(job.backoff, exc.retry_after, opts.max_retry_after)
+        self.retry_log.retrying(job.host, job.tile.url, wait_s, retrypolicy.cause_of(exc.status, str(exc)),
+                                job.attempts + 1, allowed + 1, note)
+        job.backoff *= 2
+        heapq.heappush(self.timers, (time.monotonic() + wait_s, next(self.seq), job))
+
+    # --- bodies ------------------------------------------------------------------------------------
+
+    def _check(self, job: _Job, raw: bytes | None, ctype: str) -> None:
+        """Read a local tile, post-process, check and store a body; then the tile is done (or retried)."""
+        try:
+            if raw is None:
+                raw = net.read_local(job.tile.url, self.options.max_tile_bytes)
+            if not raw:
+                raise net.AttemptFailed("empty body")
+            data = raw
+            if self.process is not None:
+                try:
+                    data = self.process(job.tile, raw)
+                except Exception as exc:  # a decoder's failure is retried like a download's (spec §7.4)
+                    raise net.AttemptFailed(f"unable to process the downloaded tile: {exc}") from None
+            check_tile_body(data, ctype, self.options.tile_check)
+        except net.AttemptFailed as exc:
+            self._failed(job, exc)
+            return
+        if self.store is not None:
+            self.store(job.tile, data)  # its errors (e.g. a full disk) stop the download
+        self._finish(TileResult(job.tile, data, 200, None, job.attempts))
+
+    def _finish(self, res: TileResult) -> None:
+        """A tile's final result: to `on_result` at once, and into the list (without bytes when streamed)."""
+        self.open -= 1
+        if res.blocked:
+            self.blocked_hosts.setdefault(host_of(res.tile.url))
+        if self.on_result is not None:
+            self.on_result(res)
+            res = TileResult(res.tile, None, res.status, res.error, res.attempts)
+        self.results.append(res)
 
 
 def block_record(options: net.NetOptions, default: str | os.PathLike[str] | None) -> politeness.BlockRecord | None:
@@ -196,57 +390,33 @@ def download_tiles(
     on_result: Callable[[TileResult], None] | None = None,
     *,
     process: Callable[[Any, bytes], bytes] | None = None,
+    store: Callable[[Any, bytes], None] | None = None,
     allow_file_urls: bool = False,
     block_file: str | os.PathLike[str] | None = None,
 ) -> list[TileResult]:
-    """Download tiles with `options.parallelism` threads; every result goes to `on_result` at once.
+    """Download tiles, `options.parallelism` at a time; every result goes to `on_result` at once.
 
     `headers` are the complete request headers (see `build_headers`). `process(tile, raw)` may
     transform a body (e.g. decrypt) before the image check; its errors count as failed attempts.
-    `on_result` runs in the calling thread, in completion order. When it is given, the returned
-    results do not keep the tile bytes (memory stays bounded by the tiles in flight).
+    `store(tile, data)` runs for each checked tile before its result is reported (e.g. the
+    cache write); its errors stop the download. `on_result` runs in the
+    calling thread, in completion order. When it is given, the returned results do not keep the
+    tile bytes (memory stays bounded by the tiles in progress).
 
     `block_file` is the blocked-hosts record to honour and update (`--block-file` wins). When a
     host showed an anti-bot page, its remaining tiles are reported as "blocked: ..." without a
     request, and HostBlocked (exit 4; `.results` holds the results) is raised at the end.
     """
-    stop = threading.Event()
-    client = net.HttpClient(options)
     record = block_record(options, block_file)
     gate = HostGate(options.host_parallelism or options.parallelism, options.min_interval, record)
     retry_log = retrypolicy.RetryLog()
-    worker = _TileWorker(client, headers, gate, stop, process, allow_file_urls, retry_log)
-    results: list[TileResult] = []
-    blocked_hosts: dict[str, None] = {}
-    pending: set[Future[TileResult]] = set()
-    todo = iter(tiles)
-    window = options.parallelism * 2  # futures in flight or queued; bounds memory and cancellation
-    executor = ThreadPoolExecutor(max_workers=options.parallelism, thread_name_prefix="tile")
+    loop = _Downloader(options, headers, gate, process, store, allow_file_urls, retry_log)
     try:
-        exhausted = False
-        while pending or not exhausted:
-            while not exhausted and len(pending) < window:
-                tile = next(todo, None)
-                if tile is None:
-                    exhausted = True
-                else:
-                    pending.add(executor.submit(worker.run, tile))
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: f.result().tile.index):
-                res = fut.result()
-                if res.blocked:
-                    blocked_hosts.setdefault(host_of(res.tile.url))
-                if on_result is not None:
-                    on_result(res)
-                    res = replace(res, data=None)
-                results.append(res)
+        results = loop.run(tiles, on_result)
     finally:
-        stop.set()
-        gate.close()
-        executor.shutdown(wait=True, cancel_futures=True)
-        client.close()
+        loop.close()
     retry_log.summary()
-    for host in blocked_hosts:
+    for host in loop.blocked_hosts:
         block = gate.blocked(host)
         if block is not None:
             err = block.error()

@@ -384,3 +384,22 @@ def test_tls_errors_are_one_line_and_accept_invalid_certs_works(tmp_path: Path, 
     insecure = net.NetOptions(retries=0, min_interval=0, accept_invalid_certs=True)
     assert net.fetch_document(url, insecure) == (root / "a.png").read_bytes()
     assert not [w for w in recwarn if "Unverified HTTPS" in str(w.message)]
+
+
+def test_tiles_go_through_the_proxy_of_the_environment(site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """http_proxy from the environment carries tile requests (libcurl transport), NO_PROXY exempts hosts."""
+    srv, files = site
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", srv.url("").rstrip("/"))
+    # A host that resolves nowhere: only a proxy can answer for it (the fault server serves its files
+    # whatever host an absolute request URI names).
+    tiles = [tile(0, "http://tiles.example.invalid/a.png"), tile(1, "http://tiles.example.invalid/b.png")]
+    got = sorted(tiledownload.download_tiles(tiles, FAST, {}), key=lambda r: r.tile.index)
+    assert [r.data for r in got] == [files["a.png"], files["b.png"]]
+    assert {r["path"] for r in srv.requests()} == {"http://tiles.example.invalid/a.png",
+                                                   "http://tiles.example.invalid/b.png"}
+    monkeypatch.setenv("no_proxy", "tiles.example.invalid")
+    (direct,) = tiledownload.download_tiles([tile(2, "http://tiles.example.invalid/c.png")], FAST, {})
+    assert not direct.ok and direct.error.startswith("connection failed")
+    assert len(srv.requests()) == 2

@@ -1,4 +1,8 @@
-"""Design principle 2: only dezoom_steps/net.py does HTTP; nothing else imports a network library."""
+"""Design principle 2: only the net modules do HTTP; nothing else imports a network library.
+
+dezoom_steps/net.py holds the HTTP client (documents, options, headers); dezoom_steps/netcurl.py
+is its libcurl transport for tiles (issue 7). No other module imports a network library.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-NETWORK_MODULES = {"requests", "urllib3", "http.client", "socket", "httpx", "aiohttp", "urllib.request"}
-ALLOWED = {REPO / "dezoom_steps" / "net.py"}
+NETWORK_MODULES = {"requests", "urllib3", "http.client", "socket", "httpx", "aiohttp", "urllib.request", "pycurl"}
+ALLOWED = {REPO / "dezoom_steps" / "net.py", REPO / "dezoom_steps" / "netcurl.py"}
 
 
 def network_imports(tree: ast.AST) -> list[str]:
@@ -29,14 +33,15 @@ def network_imports(tree: ast.AST) -> list[str]:
 
 
 def test_the_scan_catches_every_import_form() -> None:
-    code = "import requests\nfrom http import client\nimport urllib3.util\nimportlib.import_module('socket')\n"
-    assert network_imports(ast.parse(code)) == ["requests", "http.client", "urllib3.util", "socket"]
+    code = ("import requests\nfrom http import client\nimport urllib3.util\nimportlib.import_module('socket')\n"
+            "import pycurl\n")
+    assert sorted(network_imports(ast.parse(code))) == ["http.client", "pycurl", "requests", "socket", "urllib3.util"]
     assert network_imports(ast.parse("import http.server\nfrom urllib.parse import urljoin\n")) == []
 
 
 def test_only_net_py_imports_network_libraries() -> None:
     files = sorted((REPO / "dezoom_steps").rglob("*.py")) + sorted((REPO / "scripts").rglob("*.py"))
-    assert REPO / "dezoom_steps" / "net.py" in files
+    assert ALLOWED <= set(files)
     offenders = {
         str(path.relative_to(REPO)): hits
         for path in files

@@ -49,6 +49,16 @@ def run_rounds(
     At most `max_rounds` rounds are run, or more while a live candidate declares a larger
     `max_rounds` of its own (readers that probe tiles one request per round).
     """
+    hinted = [d for d in candidates if d.hinted(url)]
+    if hinted and len(hinted) < len(candidates):
+        # The candidates the URL's shape names go first, alone, so that only their documents are
+        # fetched: an IIP server answers its bare URL with HTTP 400, which the other candidates
+        # would ask for (and retry) first. If none of them fits, every candidate runs as before,
+        # on the documents already fetched.
+        try:
+            return run_rounds(url, hinted, docs, fetch, options, max_rounds)
+        except (NoDezoomerFits, NetworkError, TooManyRounds):
+            pass
     live = list(candidates)
     reasons: list[tuple[str, str]] = []
     malformed: MalformedMetadata | None = None

@@ -93,7 +93,8 @@ def fetch_tiles(
     if decode is None:
         decode = dezoomer_decode(doc["dezoomer"])
     assigned = shard_tiles(doc["tiles"], shard, shards)
-    todo = [t for t in assigned if not cache.is_cached(cache_dir, t["key"])]
+    have = cache.cached_keys(cache_dir, [t["key"] for t in assigned])
+    todo = [t for t in assigned if t["key"] not in have]
     by_index = {t["index"]: t for t in todo}
     for host in scope.other_hosts(doc["input_url"], [t["url"] for t in todo]):
         # Issue 6: "a warning when tiles come from another host than the metadata" (field notes S2, S6).
@@ -109,14 +110,16 @@ def fetch_tiles(
     totals = {"downloaded": 0, "bytes": 0}
     bar = _progress_bar(progress, len(assigned), len(assigned) - len(todo), doc["image"])
 
+    def store(tile: TileRef, data: bytes) -> None:  # before on_result sees the tile
+        try:
+            cache.store(cache_dir, by_index[tile.index]["key"], data)
+        except OSError as exc:
+            raise OutputError(f"{cache_dir}: cannot write to the tile cache ({exc.strerror or exc})") from None
+
     def on_result(res: tiledownload.TileResult) -> None:
         tile = res.tile
         if res.ok:
             assert res.data is not None
-            try:
-                cache.store(cache_dir, by_index[tile.index]["key"], res.data)
-            except OSError as exc:
-                raise OutputError(f"{cache_dir}: cannot write to the tile cache ({exc.strerror or exc})") from None
             totals["downloaded"] += 1
             totals["bytes"] += len(res.data)
         else:
@@ -130,6 +133,7 @@ def fetch_tiles(
         tiledownload.download_tiles(
             (TileRef.from_json(t) for t in todo), options, headers, on_result,
             process=process if decode is not None else None,
+            store=store,
             # Field notes S3: local files only when the user's input is itself a local file.
             allow_file_urls=is_file_url(doc["input_url"]),
             block_file=Path(cache_dir) / RECORD_NAME,

@@ -330,9 +330,9 @@ def stitch(
                 buffer = np.zeros((buf_rows, width, channels), dtype=np.uint8)
                 for y0, rows, band in job.bands:
                     strip = buffer[:rows]
-                    strip.fill(0)  # missing tiles stay black (transparent with alpha)
-                    job.fill_band(y0, strip, band)
                     x0, x1 = band_columns(band, width) if job.passed else (0, width)
+                    strip[:, x0:x1].fill(0)  # missing tiles stay black (transparent with alpha)
+                    job.fill_band(y0, strip, band)
                     cv.write_rows(y0, strip[:, x0:x1], x=x0)
             os.replace(tmp, canvas)
         except OSError as exc:

@@ -2,6 +2,8 @@
 # Make the rig's test images and tile pyramids with libvips, once.
 #
 #   SIZES="small"          default; "small medium" adds the 10000x7000 image the bench uses
+#   BIG=1                  adds "big", 30000x20000 (600 MP): its master, the iipsrv TIFF and
+#                          a DZI; about 2 minutes and 2.5 GB (the bench's scale figures)
 #   RIG_DATA_DIR           default: tests/rig/data (git-ignored)
 #   FORCE=1                rebuild everything
 #
@@ -14,7 +16,8 @@
 #   src/<size>.v + <size>.json        master image (vips format) and its description
 #   www/ref/<size>.png, <size>.json   lossless reference for pixel comparisons
 #   www/<size>/dz254o1.dzi            DeepZoom, vips defaults: 254 px, overlap 1, ".jpeg" Q75
-#   www/<size>/dz256o0q85.dzi         DeepZoom 256 px, overlap 0, ".jpg" Q85          (small)
+#   www/<size>/dz256o0q85.dzi         DeepZoom 256 px, overlap 0, ".jpg" Q85    (small, medium, big)
+#   www/<size>/dz128o0q85.dzi         DeepZoom 128 px, overlap 0, ".jpg" Q85: 4,345 tiles (medium)
 #   www/<size>/dz510o1png.dzi         DeepZoom 510 px, overlap 1, lossless PNG tiles  (small)
 #   www/<size>/zoomify256/            Zoomify 256 px, Q85: ImageProperties.xml + TileGroupN/z-x-y.jpg
 #   www/<size>/zoomify512/            Zoomify 512 px                                 (small)
@@ -32,6 +35,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 DATA=${RIG_DATA_DIR:-$HERE/data}
 SIZES=${SIZES:-small}
+[ "${BIG:-0}" = 1 ] && [[ " $SIZES " != *" big "* ]] && SIZES="$SIZES big"
 ID_BASE=http://rig.invalid      # must match start_servers.sh
 export VIPS_CONCURRENCY=${VIPS_CONCURRENCY:-$(nproc)}
 
@@ -60,8 +64,8 @@ dz() { # dz SRC DIR NAME [dzsave options]: dzsave into an empty place (it would 
   vips dzsave "$src" "$dir/$name" "$@"
 }
 size_of() {
-  case $1 in small) echo "1000 700" ;; medium) echo "10000 7000" ;;
-    *) echo "gen_pyramids: unknown size '$1' (small, medium)" >&2; exit 2 ;; esac
+  case $1 in small) echo "1000 700" ;; medium) echo "10000 7000" ;; big) echo "30000 20000" ;;
+    *) echo "gen_pyramids: unknown size '$1' (small, medium, big)" >&2; exit 2 ;; esac
 }
 
 for s in $SIZES; do
@@ -72,6 +76,12 @@ for s in $SIZES; do
     step "master-$s" "$src" "$HERE/make_test_image.sh" "$W" "$H" "$src"
   fi
   cp "$DATA/src/$s.json" "$DATA/www/ref/$s.json"
+  if [ "$s" = big ]; then  # only what the scale benchmark reads: no PNG reference, no layouts
+    step "tiff-$s"       "$DATA/tiff/${s}_pyr.tif"     vips tiffsave "$src" "$DATA/tiff/${s}_pyr.tif" \
+         --tile --pyramid --compression jpeg --Q 90 --tile-width 256 --tile-height 256
+    step "dz256o0q85-$s" "$www/dz256o0q85.dzi" dz "$src" "$www" dz256o0q85 --tile-size 256 --overlap 0 --suffix '.jpg[Q=85]'
+    continue
+  fi
   # filter=all keeps the medium PNG small (~0.4 MB instead of ~150 MB with no filter)
   step "ref-$s"        "$DATA/www/ref/$s.png"        vips copy "$src" "$DATA/www/ref/$s.png[compression=9,filter=all]"
   step "dz254o1-$s"    "$www/dz254o1.dzi"            dz "$src" "$www" dz254o1
@@ -80,6 +90,10 @@ for s in $SIZES; do
   step "iiif512-$s"    "$www/iiif512/info.json"      dz "$src" "$www" iiif512 --layout iiif --tile-size 512 --id "$ID_BASE/$s"
   step "tiff-$s"       "$DATA/tiff/${s}_pyr.tif"     vips tiffsave "$src" "$DATA/tiff/${s}_pyr.tif" \
        --tile --pyramid --compression jpeg --Q 90 --tile-width 256 --tile-height 256
+  if [ "$s" = medium ]; then
+    step "dz256o0q85-$s" "$www/dz256o0q85.dzi" dz "$src" "$www" dz256o0q85 --tile-size 256 --overlap 0 --suffix '.jpg[Q=85]'
+    step "dz128o0q85-$s" "$www/dz128o0q85.dzi" dz "$src" "$www" dz128o0q85 --tile-size 128 --overlap 0 --suffix '.jpg[Q=85]'
+  fi
   if [ "$s" = small ]; then
     step "dz256o0q85-$s" "$www/dz256o0q85.dzi" dz "$src" "$www" dz256o0q85 --tile-size 256 --overlap 0 --suffix '.jpg[Q=85]'
     step "dz510o1png-$s" "$www/dz510o1png.dzi" dz "$src" "$www" dz510o1png --tile-size 510 --overlap 1 --suffix '.png[filter=all]'

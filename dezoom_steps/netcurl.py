@@ -1,0 +1,264 @@
+"""Tile transfers over libcurl's multi interface: many GETs in flight, driven from one thread.
+
+The transport under `tiledownload` (issue 7: per-request overhead in Python HTTP clients was most
+of a download's time; libcurl does the protocol work in C, so one Python thread keeps sixteen
+connections busy). One `Transfers` object is one connection cache: keep-alive connections are
+reused across tiles. Each transfer is a single hop: a redirect comes back as its 3xx status and
+`Location`, and the caller decides (address policy, per-hop headers) whether to follow it.
+
+Failures come back as `net.AttemptFailed` worded like `net.HttpClient`'s, so retries, logs and
+reports do not depend on the transport. This module and net.py are the only ones that speak HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import certifi
+import pycurl
+
+from dezoom_steps import net
+
+_ACCEPT_ENCODING = "gzip, deflate"  # what requests asks for (and decodes), so both transports agree
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # characters of an already encoded URL that stay as they are
+# libcurl error codes (curl.h) that get their own wording.
+_TIMEOUT = 28
+_PARTIAL = 18
+_WRITE_ABORTED = 23
+_BAD_URL = {1, 3}  # unsupported protocol, malformed URL
+_RESOLVE = {5, 6}
+_TLS = {35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98}
+
+
+class ResponseHeaders(dict):
+    """Response headers by lower-case name; `get`, `[]` and `in` accept any case."""
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        """The value of header `key` (any case), or `default`."""
+        return super().get(key.lower(), default)
+
+
+@dataclass
+class Transfer:
+    """One GET in flight: what was asked, and what has arrived so far."""
+
+    key: Any
+    url: str
+    limit: int
+    limit_option: str
+    timeout: float
+    status: int = 0
+    reason: str = ""
+    lines: list[bytes] = field(default_factory=list)  # raw header lines, libcurl appends them
+    size: int = 0
+    chunks: list[bytes] = field(default_factory=list)
+    over: str | None = None  # why the body was refused as too large
+    capped: bool = False  # an error page or redirect body cut at MAX_ERROR_BODY (not an error)
+    _headers: ResponseHeaders | None = None
+
+    @property
+    def headers(self) -> ResponseHeaders:
+        """The headers of the last response received (after a 100 Continue, say), parsed once."""
+        if self._headers is None:
+            lines = self.lines
+            start = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(b"HTTP/")), 0)
+            status_line, _, fields = b"".join(lines[start:]).decode("latin-1").partition("\r\n")
+            parts = status_line.split(" ", 2)
+            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            self.reason = parts[2].strip() if len(parts) > 2 else ""
+            pairs = [line.split(":", 1) for line in fields.split("\r\n") if ":" in line]
+            headers = ResponseHeaders((name.strip().lower(), value.strip()) for name, value in pairs)
+            if len(headers) < len(pairs):  # a repeated field: its values joined, as requests does
+                for name in {n.strip().lower() for n, _ in pairs}:
+                    dict.__setitem__(headers, name, ", ".join(v.strip() for n, v in pairs if n.strip().lower() == name))
+            self._headers = headers
+        return self._headers
+
+    def on_body(self, chunk: bytes) -> int | None:
+        """libcurl's write callback: keep the bytes, or stop (return 0) at the size limits."""
+        if self.size == 0 and not self.chunks:
+            self._headers = None  # the headers are complete when the body starts: parse them now
+            _ = self.headers
+        strict = self.status < 300
+        limit = self.limit if strict else net.MAX_ERROR_BODY
+        if strict and self.size == 0:
+            declared = self.headers.get("content-length", "")
+            encoded = self.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+            if declared.isdigit() and int(declared) > limit and not encoded:
+                self.over = (f"response of {declared} bytes is larger than the limit of {limit} bytes "
+                             f"({self.limit_option})")
+                return 0
+        self.size += len(chunk)
+        if self.size > limit:
+            if strict:
+                self.over = f"response larger than the limit of {limit} bytes ({self.limit_option})"
+                return 0
+            self.chunks.append(chunk[: len(chunk) - (self.size - limit)])
+            self.capped = True
+            return 0
+        self.chunks.append(chunk)
+        return None
+
+    def body(self) -> bytes:
+        """The bytes received."""
+        return b"".join(self.chunks)
+
+
+@dataclass
+class Outcome:
+    """A finished transfer: the response, or why there is none."""
+
+    transfer: Transfer
+    response: net.Response | None
+    failure: net.AttemptFailed | None
+
+
+def request_target(url: str) -> str:
+    """`url` as libcurl takes it: ASCII, with other characters percent-encoded (as requests does)."""
+    try:
+        url.encode("ascii")
+        return url
+    except UnicodeEncodeError:
+        return quote(url, safe=_URL_SAFE)
+
+
+class Transfers:
+    """Up to `slots` concurrent GETs on one libcurl multi handle; keep-alive connections reused."""
+
+    def __init__(self, slots: int, connect_timeout: float, max_idle: int):
+        self.multi = pycurl.CurlMulti()
+        self.multi.setopt(pycurl.M_MAXCONNECTS, max(1, max_idle))
+        self.connect_timeout = connect_timeout
+        self.reuse = max_idle > 0
+        self._free = [self._handle() for _ in range(max(1, slots))]
+        self._busy: dict[pycurl.Curl, Transfer] = {}
+
+    def _handle(self) -> pycurl.Curl:
+        c = pycurl.Curl()
+        c.setopt(pycurl.NOSIGNAL, 1)
+        c.setopt(pycurl.FOLLOWLOCATION, 0)  # redirects are the caller's: each hop is checked
+        c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        c.setopt(pycurl.ENCODING, _ACCEPT_ENCODING)
+        c.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(self.connect_timeout * 1000)))
+        if not self.reuse:
+            c.setopt(pycurl.FORBID_REUSE, 1)
+        return c
+
+    @property
+    def free(self) -> int:
+        """How many more transfers may start now."""
+        return len(self._free)
+
+    @property
+    def active(self) -> int:
+        """How many transfers are in flight."""
+        return len(self._busy)
+
+    def start(self, transfer: Transfer, headers: dict[str, str], verify: bool | str, proxy: str | None) -> None:
+        """Start `transfer` with exactly `headers`; `verify`: False, a CA bundle path, or True (certifi's)."""
+        c = self._free.pop()
+        c.setopt(pycurl.URL, request_target(transfer.url))
+        c.setopt(pycurl.HTTPHEADER, [f"{k}: {v}".encode("latin-1") for k, v in headers.items()])
+        c.setopt(pycurl.PROXY, proxy or "")  # "" also keeps libcurl from reading proxy variables itself
+        c.setopt(pycurl.SSL_VERIFYPEER, 1 if verify else 0)
+        c.setopt(pycurl.SSL_VERIFYHOST, 2 if verify else 0)
+        c.setopt(pycurl.CAINFO, verify if isinstance(verify, str) else certifi.where())
+        c.setopt(pycurl.TIMEOUT_MS, max(1, int(transfer.timeout * 1000)))
+        c.setopt(pycurl.HEADERFUNCTION, transfer.lines.append)
+        c.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
+        self._busy[c] = transfer
+        self.multi.add_handle(c)
+
+    def poll(self, wait: float) -> list[Outcome]:
+        """Wait up to `wait` seconds for network activity, move the transfers on, return the finished ones."""
+        if self._busy and wait > 0:
+            self.multi.select(wait)
+        while True:
+            ret, _ = self.multi.perform()
+            if ret != pycurl.E_CALL_MULTI_PERFORM:
+                break
+        done: list[Outcome] = []
+        while True:
+            queued, ok, failed = self.multi.info_read()
+            for c in ok:
+                done.append(self._finish(c, 0, ""))
+            for c, code, message in failed:
+                done.append(self._finish(c, code, message))
+            if not queued:
+                break
+        return done
+
+    def _finish(self, c: pycurl.Curl, code: int, message: str) -> Outcome:
+        transfer = self._busy.pop(c)
+        self.multi.remove_handle(c)
+        url = c.getinfo(pycurl.EFFECTIVE_URL) or transfer.url
+        os_errno = c.getinfo(pycurl.OS_ERRNO) if code else 0
+        verify_result = c.getinfo(pycurl.SSL_VERIFYRESULT) if code in _TLS else 0
+        c.setopt(pycurl.HEADERFUNCTION, _ignore)
+        c.setopt(pycurl.WRITEFUNCTION, _ignore)
+        self._free.append(c)
+        headers = transfer.headers  # parsed now if no body came (sets the status too)
+        failure = _failure(transfer, code, message, os_errno, verify_result)
+        if failure is not None:
+            return Outcome(transfer, None, failure)
+        reason = net.reason_phrase(transfer.status, transfer.reason)
+        return Outcome(transfer, net.Response(url, transfer.status, reason, headers, transfer.body()), None)
+
+    def close(self) -> None:
+        """End every transfer and close the connections."""
+        for c in list(self._busy):
+            self.multi.remove_handle(c)
+            c.close()
+        self._busy.clear()
+        for c in self._free:
+            c.close()
+        self._free.clear()
+        self.multi.close()
+
+
+def _ignore(_data: bytes) -> None:
+    return None
+
+
+def _failure(t: Transfer, code: int, message: str, os_errno: int, verify_result: int) -> net.AttemptFailed | None:
+    """The failed attempt a libcurl result stands for (None: a response to use), worded as net's."""
+    if t.over is not None:
+        return net.AttemptFailed(t.over, status=t.status, retry=False)
+    if code == 0 or (code == _WRITE_ABORTED and t.capped):
+        return None
+    strict = 0 < t.status < 300
+    if t.status and not strict and code in (_PARTIAL, _TIMEOUT, 55, 56):
+        return None  # an error page or redirect cut short: what arrived is enough to judge it
+    if code == _TIMEOUT:
+        return net.AttemptFailed(f"timed out after {t.timeout:g} s" + (" (body incomplete)" if t.status else ""))
+    if code == _PARTIAL:
+        declared = t.headers.get("content-length", "")
+        if declared.isdigit():
+            return net.AttemptFailed(f"truncated body: got {t.size} of {declared} bytes", status=t.status)
+        return net.AttemptFailed("truncated body (the connection closed early)", status=t.status)
+    if code in _TLS:
+        text, permanent = net.tls_message(t.url, verify_result or None, message)
+        return net.AttemptFailed(text, retry=not permanent)
+    if code in _BAD_URL:
+        return net.AttemptFailed(f"invalid URL ({message})", retry=False)
+    why = os.strerror(os_errno) if os_errno else _plain(message)
+    if t.status and strict:
+        return net.AttemptFailed(f"body not received ({why})", status=t.status)
+    return net.AttemptFailed(f"connection failed ({why})")
+
+
+def _plain(message: str) -> str:
+    """libcurl's error text, without the URL parts a redacting log would have to clean."""
+    return net.short_text(message) or "no answer"
+
+
+__all__ = ["Outcome", "ResponseHeaders", "Transfer", "Transfers", "request_target"]
