@@ -12,9 +12,10 @@ import io
 import threading
 import warnings
 
-from PIL import Image, JpegImagePlugin
+from PIL import Image, ImageFile, JpegImagePlugin
 
 from dezoom_steps.cache import sniff_image
+from dezoom_steps.jpegframe import BadJpeg, read_frame
 
 MAX_TILE_SIDE = 16384  # field notes S5: "decoded tile size (e.g. 16k x 16k)"
 MAX_TILE_PIXELS = MAX_TILE_SIDE * MAX_TILE_SIDE
@@ -78,6 +79,9 @@ def check_tile(data: bytes, content_type: str = "", expected_length: int | None 
     fmt = sniff_image(data)
     if fmt is None:
         raise TileInvalid(_not_image_reason(data, content_type))
+    if fmt == "jpeg":
+        _check_jpeg(data, mode)
+        return fmt
     try:
         img = _open_header(data, fmt)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -85,19 +89,66 @@ def check_tile(data: bytes, content_type: str = "", expected_length: int | None 
     except Exception as exc:  # Pillow raises many types for broken headers
         raise TileInvalid(f"broken {fmt} header ({_short(exc)})") from None
     with img:
-        w, h = img.size
-        if w < 1 or h < 1 or w > MAX_TILE_SIDE or h > MAX_TILE_SIDE:
-            raise TileInvalid(f"{fmt} tile of {w}x{h} pixels (at most {MAX_TILE_SIDE} per side)")
+        _check_side(fmt, *img.size)
         if mode == "decode":
-            if fmt == "jpeg":
-                # Decoded at 1/8 scale: the entropy-coded data is read in full, as in a full
-                # decode, so truncated or corrupt scans fail the same way, at a third of the cost.
-                img.draft(img.mode, (max(1, w // 8), max(1, h // 8)))
-            try:
-                img.load()  # Pillow releases the GIL while decoding: parallel threads decode in parallel
-            except Exception as exc:
-                raise TileInvalid(f"{fmt} tile does not decode ({_short(exc)})") from None
+            _load(img, fmt)
     return fmt
+
+
+def _check_side(fmt: str, w: int, h: int) -> None:
+    if w < 1 or h < 1 or w > MAX_TILE_SIDE or h > MAX_TILE_SIDE:
+        raise TileInvalid(f"{fmt} tile of {w}x{h} pixels (at most {MAX_TILE_SIDE} per side)")
+
+
+def _load(img: Image.Image, fmt: str) -> None:
+    try:
+        img.load()
+    except Exception as exc:
+        raise TileInvalid(f"{fmt} tile does not decode ({_short(exc)})") from None
+
+
+def _check_jpeg(data: bytes, mode: str) -> None:
+    """JPEG tiles: the frame header read directly (jpegframe), then a decode at 1/8 scale.
+
+    At 1/8 scale the entropy-coded data is read in full, as in a full decode, so a truncated or
+    corrupt scan fails the same way, at a third of the cost (issue 7: this runs once per tile).
+    """
+    try:
+        frame = read_frame(data)
+    except BadJpeg as exc:
+        raise TileInvalid(f"broken jpeg header ({exc})") from None
+    _check_side("jpeg", frame.width, frame.height)
+    if mode != "decode":
+        return
+    if frame.components in (1, 3) and frame.precision == 8 and not frame.adobe:
+        try:
+            _decode_eighth(data, frame.width, frame.height, "RGB" if frame.components == 3 else "L")
+            return
+        except AttributeError:  # a Pillow without these decoder entry points: its usual path below
+            pass
+    try:
+        img = _open_header(data, "jpeg")
+    except Exception as exc:
+        raise TileInvalid(f"broken jpeg header ({_short(exc)})") from None
+    with img:
+        img.draft(img.mode, (max(1, frame.width // 8), max(1, frame.height // 8)))
+        _load(img, "jpeg")
+
+
+def _decode_eighth(data: bytes, width: int, height: int, mode: str) -> None:
+    """Run Pillow's JPEG decoder at 1/8 scale over `data`, as `Image.load` does, without its file machinery."""
+    size = ((width + 7) // 8, (height + 7) // 8)
+    image = Image.core.new(mode, size)
+    decoder = Image._getdecoder(mode, "jpeg", (mode, ""), (8, 0))  # decoderconfig: scale 8, no draft quality
+    try:
+        decoder.setimage(image, (0, 0) + size)
+        consumed, err = decoder.decode(data)
+    finally:
+        decoder.cleanup()
+    if consumed >= 0:  # the decoder asks for more bytes than the body has
+        raise TileInvalid("jpeg tile does not decode (image file is truncated)")
+    if err < 0:
+        raise TileInvalid(f"jpeg tile does not decode ({ImageFile.ERRORS.get(err, f'decoder error {err}')})")
 
 
 def _short(exc: BaseException) -> str:
