@@ -12,7 +12,6 @@ This is the only module that imports `requests` (a test enforces it). It offers:
 
 from __future__ import annotations
 
-import email.utils
 import http
 import os
 import re
@@ -174,6 +173,8 @@ def parse_retry_after(value: str | None, now: float | None = None, cap: float = 
         seconds = float(value)
     else:
         try:
+            import email.utils  # only for an HTTP-date Retry-After (start-up time, issue 7)
+
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None

@@ -11,14 +11,16 @@ Everything here is pure except `resolve_secret` (environment, files) and `load_c
 
 from __future__ import annotations
 
-import http.cookiejar
 import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+if TYPE_CHECKING:  # imported where a cookies.txt is read (start-up time, issue 7)
+    import http.cookiejar
 
 from dezoom_steps.errors import InputError
 from dezoom_steps.redact import REDACTED, redact_url, register_secret, secret_name
@@ -171,6 +173,8 @@ def parse_cookies_txt(text: str, source: str, now: float | None = None) -> list[
     naming `source` and the line number.
     """
     now = time.time() if now is None else now
+    import http.cookiejar
+
     cookies: list[http.cookiejar.Cookie] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.rstrip("\r\n")
@@ -220,6 +224,8 @@ def load_cookie_jar(path: str) -> http.cookiejar.CookieJar:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text cookies.txt file (invalid UTF-8)") from None
+    import http.cookiejar
+
     jar = http.cookiejar.CookieJar()
     for cookie in parse_cookies_txt(text, path):
         if cookie.value:
