@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -35,3 +36,25 @@ def machine_facts(packages: tuple[str, ...]) -> dict[str, Any]:
     return {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "cpu_model": cpu,
             "memory_gb": mem_gb, "platform": platform.platform(), "python": platform.python_version(),
             "packages": versions, "git_commit": git.stdout.strip() + ("+dirty" if dirty else "")}
+
+
+def first_line(cmd: list[str]) -> str | None:
+    """The first line a version command prints (stdout, else stderr); None when it cannot run."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = (p.stdout.strip() or p.stderr.strip()).splitlines()
+    return lines[0].strip() if lines else None
+
+
+def tool_versions() -> dict[str, str | None]:
+    """Versions of the peers and servers the suite runs (None: not installed)."""
+    nginx = "nginx" if shutil.which("nginx") else "/usr/sbin/nginx"
+    curl = first_line(["curl", "--version"])
+    return {"curl": " ".join(curl.split()[:2]) if curl else None,
+            "gdal": first_line(["gdal_translate", "--version"]),
+            "vips": first_line(["vips", "--version"]),
+            "nginx": first_line([nginx, "-v"]),
+            "iipsrv": first_line(["dpkg-query", "-W", "-f", "${Version}", "iipimage-server"]),
+            "gnu_time": first_line(["dpkg-query", "-W", "-f", "${Version}", "time"])}

@@ -1,13 +1,14 @@
-"""All network and local-file input of dezoom-steps: options, headers, one HTTP client, downloads.
+"""All network and local-file input of dezoom-steps: options, headers, the rules of requests, documents.
 
-This is the only module that imports `requests` (a test enforces it). It offers:
+With netcurl.py (its libcurl transport) the only module that speaks HTTP (a test enforces it). It offers:
 
 * `NetOptions` with the dezoomify-rs defaults, `parse_header` and `parse_duration` for the flags;
 * `build_headers`: the header chain of spec §7.2;
-* `HttpClient`: one `requests.Session` per worker thread, timeouts with an overall deadline,
-  redirects followed by hand (no automatic Referer, Cookie/Authorization dropped cross-origin);
+* `HttpClient`: what each hop of a request gets (URL, headers, cookies, address policy, TLS,
+  proxy) and `get`, with an overall deadline and redirects followed by hand (no automatic
+  Referer, Cookie/Authorization dropped cross-origin);
 * `fetch_document` for metadata; tiles go through `tiledownload.download_tiles`, which
-  schedules, retries and checks them on top of `HttpClient`.
+  schedules, retries and checks them with the same `HttpClient` rules.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 from urllib.parse import urljoin, urlsplit
 
-if TYPE_CHECKING:  # imported where used: a tile download never needs requests (start-up time, issue 7)
+if TYPE_CHECKING:
     import http.cookiejar
 
-    import requests
+    from dezoom_steps import netcurl
 
 from dezoom_steps import hostpolicy, retrypolicy, scope
 from dezoom_steps.errors import InputError, NetworkError
@@ -235,31 +236,6 @@ def reason_phrase(status: int, reason: str | None) -> str:
         return ""
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception behind a requests/urllib3 error (`reason`, args, causes)."""
-    seen: set[int] = set()
-    while id(exc) not in seen:
-        seen.add(id(exc))
-        nxt = getattr(exc, "reason", None)
-        if not isinstance(nxt, BaseException):
-            nxt = next((a for a in exc.args if isinstance(a, BaseException)), None)
-        nxt = nxt or exc.__cause__ or exc.__context__
-        if nxt is None:
-            break
-        exc = nxt
-    return exc
-
-
-def _short_reason(exc: BaseException) -> str:
-    """A short, one-line description of a transport error."""
-    root = _root_cause(exc)
-    if isinstance(root, OSError) and root.strerror:
-        text = root.strerror
-    else:
-        text = re.sub(r"<[^<>]* at 0x[0-9a-f]+>:?\s*", "", str(root)) or type(root).__name__
-    return short_text(text)
-
-
 def short_text(text: str) -> str:
     """An error text on one line, redacted (messages may quote URLs with tokens), at most 200 characters."""
     text = redact_text(" ".join(text.split()))
@@ -279,25 +255,22 @@ _TLS_VERIFY_REASONS = {
 }
 
 
-def tls_failure(url: str, exc: BaseException) -> tuple[str, bool]:
-    """A one-line TLS error naming the host and why, and whether it is permanent (a certificate problem)."""
-    root = _root_cause(exc)
-    return tls_message(url, getattr(root, "verify_code", None), _short_reason(exc),
-                       getattr(root, "verify_message", "") or "")
-
-
 def tls_message(url: str, code: int | None, text: str, verify_message: str = "") -> tuple[str, bool]:
-    """The TLS error line for OpenSSL verify `code` (None: not a verification failure) or error `text`."""
+    """The TLS error line for OpenSSL verify `code` (None: not a verification failure) or error `text`.
+
+    Returns the line and whether the failure is permanent (a certificate problem: not retried).
+    """
     host = scope.host_of(url)
     hint = f"--ca-bundle FILE trusts its CA, --insecure-host {host} skips the check for this host only"
-    if code is not None:
-        why = _TLS_VERIFY_REASONS.get(code) or f"its certificate was refused ({verify_message or code})"
-        return f"TLS error with {host}: {why}; {hint}", True
     text = short_text(text)
     lowered = text.lower()
+    # libcurl checks the name itself, after OpenSSL's chain check: its text says so (code 0 or 1)
     if "hostname mismatch" in lowered or "doesn't match" in lowered or "subject name" in lowered:
         what = "IP address" if hostpolicy.is_ip_literal(host) else "host name"
         return f"TLS error with {host}: its certificate does not match the {what}; {hint}", True
+    if code is not None:
+        why = _TLS_VERIFY_REASONS.get(code) or f"its certificate was refused ({verify_message or text or code})"
+        return f"TLS error with {host}: {why}; {hint}", True
     return f"TLS error with {host} ({text})", False
 
 
@@ -308,18 +281,18 @@ def origin_key(url: str) -> str:
 
 
 class HttpClient:
-    """HTTP GET with one `requests.Session` per thread, timeouts, a deadline and manual redirects.
+    """The rules of every request: URL, headers per hop, cookies, address policy, TLS, proxy; and `get`.
 
-    `max_idle_per_host` bounds the idle connections kept per host over all threads: each session
-    keeps one per host, and sessions created beyond that number ask servers to close
-    (`Connection: close`).
+    Tiles go through `tiledownload`, which asks this client to prepare each hop and runs the
+    transfers itself; documents go through `get`. Both use libcurl (netcurl.py), so one set of
+    rules, timeouts and error texts applies to everything sent.
     """
 
     def __init__(self, options: NetOptions):
         self.options = options
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._sessions: list[requests.Session] = []
+        self._transfers: list[object] = []
         # The user's -H headers, secret references resolved here, in the step process (S12).
         self._user = {k.lower(): scope.resolve_secret(v) for k, v in options.headers.items()}
         self._secrets: dict[str, str] = {}
@@ -329,11 +302,6 @@ class HttpClient:
         self.scope = scope.HeaderScope(options.input_url, tuple(options.header_hosts))
         self._jar = scope.load_cookie_jar(options.cookies_file) if options.cookies_file else None
         self.policy = hostpolicy.AddressPolicy(options.input_url, options.allow_private_networks)
-        if options.accept_invalid_certs or options.insecure_hosts:
-            # Only when the user asked for unverified TLS; the warning would repeat for every tile.
-            import urllib3
-
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
     def _secret(self, value: str) -> str:
         """A header value with an `@env:`/`@file:` reference resolved (level headers may hold them)."""
@@ -355,8 +323,8 @@ class HttpClient:
     def verify(self, url: str) -> bool | str:
         """The `verify` argument for `url`: False for insecure hosts, the CA bundle, or True.
 
-        Without --ca-bundle, REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE from the environment apply, as
-        in requests.
+        Without --ca-bundle, REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE from the environment apply (as
+        in requests and curl); otherwise certifi's bundle (netcurl).
         """
         opts = self.options
         if opts.accept_invalid_certs or any(scope.host_matches(scope.host_of(url), h) for h in opts.insecure_hosts):
@@ -369,9 +337,12 @@ class HttpClient:
         origin = f"{parts.scheme}://{parts.netloc}"
         got = self._proxies.get(origin)
         if got is None:
-            import requests.utils
+            if not any(k.lower().endswith("_proxy") for k in os.environ):
+                got = self._proxies[origin] = {}  # the usual case: no need to load requests' rules
+            else:
+                import requests.utils
 
-            got = self._proxies[origin] = requests.utils.get_environ_proxies(origin)
+                got = self._proxies[origin] = requests.utils.get_environ_proxies(origin)
         return got
 
     def check_address(self, url: str, first_url: str | None = None) -> None:
@@ -399,31 +370,29 @@ class HttpClient:
         """True when a cookies.txt is loaded (its cookies depend on each URL's path)."""
         return self._jar is not None
 
-    def session(self) -> tuple[requests.Session, bool]:
-        """This thread's session, and whether its connections may be kept alive."""
-        got = getattr(self._local, "session", None)
-        if got is None:
-            import requests.adapters
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy URL for `url` from the environment, chosen as requests does (scheme, then "all")."""
+        proxies = self.proxies_for(url)
+        return proxies.get("https" if url.startswith("https:") else "http") or proxies.get("all")
 
-            s = requests.Session()
-            # Proxies and the CA bundle come from the environment, but read once (`proxies_for`,
-            # `verify`), not by requests at every request: that costs about 0.3 ms a tile.
-            s.trust_env = False
-            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=1, max_retries=0)
-            s.mount("http://", adapter)
-            s.mount("https://", adapter)
+    def transfers(self) -> "netcurl.Transfers":
+        """This thread's libcurl handle for documents (its connections are kept for the next document)."""
+        got = getattr(self._local, "transfers", None)
+        if got is None:
+            from dezoom_steps import netcurl  # it builds on this module
+
+            got = self._local.transfers = netcurl.Transfers(1, self.options.connect_timeout,
+                                                              self.options.max_idle_per_host)
             with self._lock:
-                keep = len(self._sessions) < self.options.max_idle_per_host
-                self._sessions.append(s)
-            got = self._local.session = (s, keep)
+                self._transfers.append(got)
         return got
 
     def close(self) -> None:
-        """Close every session (all threads)."""
+        """Close the connections of every thread."""
         with self._lock:
-            sessions, self._sessions = self._sessions, []
-        for s in sessions:
-            s.close()
+            transfers, self._transfers = self._transfers, []
+        for t in transfers:
+            t.close()  # type: ignore[attr-defined]
 
     def get(self, url: str, headers: Mapping[str, str], max_bytes: int, limit_option: str | None = None) -> Response:
         """GET `url` following redirects; any status is returned, transport errors raise `AttemptFailed`.
@@ -433,105 +402,56 @@ class HttpClient:
         (`scope.hop_headers`: -H headers and cookies only where they belong). A body larger than
         `max_bytes` fails, naming `limit_option` (the flag that raises the limit).
         """
-        import requests
+        from dezoom_steps import netcurl
 
         opts = self.options
         deadline = time.monotonic() + opts.timeout
-        session, keep = self.session()
+        transfers = self.transfers()
         base = self.base_headers(headers)
-        if not keep:
-            base["Connection"] = "close"
         first = current = self.request_url(url)
         if limit_option is None:
             limit_option = "--max-tile-bytes" if max_bytes == opts.max_tile_bytes else "--max-document-bytes"
-        for _ in range(MAX_REDIRECTS + 1):
+        for hops in range(MAX_REDIRECTS + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AttemptFailed(f"timed out after {opts.timeout:g} s")
             self.check_address(current, first)
-            hop = self.hop_headers(base, current, first)
-            try:
-                resp = session.get(
-                    current,
-                    headers=hop,
-                    timeout=(min(opts.connect_timeout, remaining), remaining),
-                    allow_redirects=False,
-                    stream=True,
-                    # Per request: a session-level False loses to REQUESTS_CA_BUNDLE from the environment.
-                    verify=self.verify(current),
-                    proxies=self.proxies_for(current),
-                )
-            except requests.exceptions.SSLError as exc:
-                message, permanent = tls_failure(current, exc)
-                raise AttemptFailed(message, retry=not permanent) from None
-            except requests.exceptions.Timeout:
-                raise AttemptFailed(f"timed out after {opts.timeout:g} s") from None
-            except requests.exceptions.InvalidURL as exc:
-                raise AttemptFailed(f"invalid URL ({_short_reason(exc)})", retry=False) from None
-            except requests.exceptions.RequestException as exc:
-                raise AttemptFailed(f"connection failed ({_short_reason(exc)})") from None
-            target = session.get_redirect_target(resp) if resp.is_redirect else None
-            if target is None:
-                limit = max_bytes if resp.status_code < 400 else MAX_ERROR_BODY
-                declared = resp.headers.get("Content-Length", "")
-                if resp.status_code < 400 and declared.isdigit() and int(declared) > limit:
-                    resp.close()
-                    raise AttemptFailed(f"response of {declared} bytes is larger than the limit of {limit} bytes "
-                                        f"({limit_option})", status=resp.status_code, retry=False)
-                body = self._read_body(resp, deadline, limit, strict=resp.status_code < 400, limit_option=limit_option)
-                return Response(resp.url, resp.status_code, reason_phrase(resp.status_code, resp.reason), resp.headers, body)
-            self._read_body(resp, deadline, MAX_ERROR_BODY, strict=False)
-            nxt = urljoin(resp.url, target)
-            if not is_http(nxt):
-                # Field notes S3: a server never makes us read a local file (or another scheme).
-                raise AttemptFailed(f"redirected to {redact_url(nxt)}, which is not an http(s) URL", retry=False)
+            transfer = netcurl.Transfer(None, current, max_bytes, limit_option, remaining, opts.timeout)
+            transfers.start(transfer, self.hop_headers(base, current, first), self.verify(current),
+                            self.proxy_for(current))
+            done: list[netcurl.Outcome] = []
+            while not done:
+                done = transfers.poll(1.0)
+            outcome = done[0]
+            if outcome.response is None:
+                assert outcome.failure is not None
+                raise outcome.failure
+            nxt = redirect_target(outcome.response, hops)
+            if nxt is None:
+                return outcome.response
             current = nxt
         raise AttemptFailed(f"more than {MAX_REDIRECTS} redirects", retry=False)
 
-    def _read_body(self, resp: requests.Response, deadline: float, limit: int, strict: bool,
-                   limit_option: str = "--max-tile-bytes") -> bytes:
-        """Read a streamed body before `deadline`; `strict` makes a short or oversized body an error."""
-        import urllib3
 
-        raw = resp.raw
-        read = getattr(raw, "read1", None) or raw.read
-        length = resp.headers.get("Content-Length")
-        identity = resp.headers.get("Content-Encoding", "identity").lower() in ("", "identity")
-        expected = int(length) if length and length.isdigit() and identity else None
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            while True:
-                if time.monotonic() > deadline:
-                    raise AttemptFailed(f"timed out after {self.options.timeout:g} s (body incomplete)")
-                chunk = read(64 * 1024, decode_content=True)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    if strict:
-                        raise AttemptFailed(f"response larger than the limit of {limit} bytes ({limit_option})",
-                                            status=resp.status_code, retry=False)
-                    resp.close()
-                    return b"".join(chunks)[:limit]
-        except AttemptFailed:
-            resp.close()
-            raise
-        except urllib3.exceptions.ReadTimeoutError:
-            resp.close()
-            raise AttemptFailed(f"timed out after {self.options.timeout:g} s (body incomplete)") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            resp.close()
-            if not strict:
-                return b"".join(chunks)
-            if expected is not None and size < expected:
-                raise AttemptFailed(f"truncated body: got {size} of {expected} bytes", status=resp.status_code) from None
-            raise AttemptFailed(f"body not received ({_short_reason(exc)})", status=resp.status_code) from None
-        resp.raw.release_conn()
-        if strict and expected is not None and size != expected:
-            raise AttemptFailed(f"truncated body: got {size} of {expected} bytes", status=resp.status_code)
-        return b"".join(chunks)
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+
+
+def redirect_target(resp: Response, hops: int) -> str | None:
+    """Where a redirect sends the request next (None: not a redirect); `AttemptFailed` when it must not be followed.
+
+    `hops` is the number of redirects already followed. Spec §7.2: up to MAX_REDIRECTS; field
+    notes S3: never to a file: URL or another scheme.
+    """
+    location = resp.headers.get("Location")
+    if resp.status not in REDIRECT_STATUS or not location:
+        return None
+    nxt = urljoin(resp.url, location)
+    if not is_http(nxt):
+        raise AttemptFailed(f"redirected to {redact_url(nxt)}, which is not an http(s) URL", retry=False,
+                            status=resp.status)
+    if hops >= MAX_REDIRECTS:
+        raise AttemptFailed(f"more than {MAX_REDIRECTS} redirects", retry=False, status=resp.status)
+    return nxt
 
 
 def read_local(url: str, limit: int) -> bytes:
@@ -623,7 +543,7 @@ def fetch_document(
 
 
 __all__ = [
-    "DEFAULT_HEADERS", "AttemptFailed", "HttpClient", "NetOptions", "Response",
+    "DEFAULT_HEADERS", "REDIRECT_STATUS", "AttemptFailed", "HttpClient", "NetOptions", "Response",
     "build_headers", "fetch_document", "origin_key", "reason_phrase", "short_text", "tls_message", "merge_headers", "parse_duration", "parse_header",
-    "parse_retry_after", "read_local", "status_failure",
+    "parse_retry_after", "read_local", "redirect_target", "status_failure",
 ]

@@ -55,7 +55,8 @@ class Transfer:
     url: str
     limit: int
     limit_option: str
-    timeout: float
+    timeout: float  # seconds this transfer may take (what is left of the request's deadline)
+    named_timeout: float | None = None  # the --timeout the error message names; default `timeout`
     status: int = 0
     reason: str = ""
     lines: list[bytes] = field(default_factory=list)  # raw header lines, libcurl appends them
@@ -239,7 +240,8 @@ def _failure(t: Transfer, code: int, message: str, os_errno: int, verify_result:
     if t.status and not strict and code in (_PARTIAL, _TIMEOUT, 55, 56):
         return None  # an error page or redirect cut short: what arrived is enough to judge it
     if code == _TIMEOUT:
-        return net.AttemptFailed(f"timed out after {t.timeout:g} s" + (" (body incomplete)" if t.status else ""))
+        named = t.named_timeout if t.named_timeout is not None else t.timeout
+        return net.AttemptFailed(f"timed out after {named:g} s" + (" (body incomplete)" if t.status else ""))
     if code == _PARTIAL:
         declared = t.headers.get("content-length", "")
         if declared.isdigit():

@@ -23,12 +23,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Protocol
-from urllib.parse import urljoin
 
 from dezoom_steps import blockpage, net, netcurl, politeness, retrypolicy, tilecheck
 from dezoom_steps.errors import HostBlocked
 from dezoom_steps.politeness import HostGate, host_of
-from dezoom_steps.redact import redact_url
 from dezoom_steps.urls import is_file_url, is_http
 
 log = logging.getLogger(__name__)
@@ -73,7 +71,6 @@ class _Challenged(Exception):
         self.status = status
 
 
-REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 
 
 def check_tile_body(data: bytes, content_type: str = "", mode: str = "decode") -> None:
@@ -112,7 +109,7 @@ class _Downloader:
                  allow_file_urls: bool, retry_log: retrypolicy.RetryLog):
         self.options, self.gate, self.process, self.store = options, gate, process, store
         self.allow_file_urls, self.retry_log = allow_file_urls, retry_log
-        self.client = net.HttpClient(options)  # prepares hops; its requests sessions stay unused here
+        self.client = net.HttpClient(options)  # prepares each hop; the transfers run here
         self.base = self.client.base_headers(headers)
         self.transfers = netcurl.Transfers(options.parallelism, options.connect_timeout, options.max_idle_per_host)
         self.waiting: dict[str, deque[_Job]] = {}  # by host, jobs ready to start
@@ -230,7 +227,8 @@ class _Downloader:
             self._ended(job, None, exc)
             return
         headers, verify, proxy = self._hop_settings(job)
-        transfer = netcurl.Transfer(job, job.current, self.options.max_tile_bytes, "--max-tile-bytes", remaining)
+        transfer = netcurl.Transfer(job, job.current, self.options.max_tile_bytes, "--max-tile-bytes", remaining,
+                                    self.options.timeout)
         self.transfers.start(transfer, headers, verify, proxy)
 
     def _hop_settings(self, job: _Job) -> tuple[dict[str, str], bool | str, str | None]:
@@ -240,17 +238,11 @@ class _Downloader:
         cacheable = job.hops == 0 and not self.client.has_cookie_jar
         got = self.hop_cache.get(origin) if cacheable else None
         if got is None:
-            scheme = "https" if url.startswith("https:") else "http"
             got = (self.client.hop_headers(self.base, url, job.first), self.client.verify(url),
-                   self._proxy(url, scheme))
+                   self.client.proxy_for(url))
             if cacheable:
                 self.hop_cache[origin] = got
         return got
-
-    def _proxy(self, url: str, scheme: str) -> str | None:
-        """The proxy for `url` from the environment, chosen as requests does (scheme, then "all")."""
-        proxies = self.client.proxies_for(url)
-        return proxies.get(scheme) or proxies.get("all")
 
     # --- answers ---------------------------------------------------------------------------------
 
@@ -261,19 +253,15 @@ class _Downloader:
         if resp is None:
             self._ended(job, None, outcome.failure)
             return
-        location = resp.headers.get("Location")
-        if resp.status in REDIRECT_STATUS and location:
-            nxt = urljoin(resp.url, location)
-            if not is_http(nxt):
-                # Field notes S3: a server never makes us read a local file (or another scheme).
-                self._ended(job, resp.status, net.AttemptFailed(
-                    f"redirected to {redact_url(nxt)}, which is not an http(s) URL", retry=False))
-            elif job.hops >= net.MAX_REDIRECTS:
-                self._ended(job, resp.status, net.AttemptFailed(f"more than {net.MAX_REDIRECTS} redirects", retry=False))
-            else:
-                job.hops += 1
-                job.current = nxt
-                self._send(job)
+        try:
+            nxt = net.redirect_target(resp, job.hops)
+        except net.AttemptFailed as exc:
+            self._ended(job, resp.status, exc)
+            return
+        if nxt is not None:
+            job.hops += 1
+            job.current = nxt
+            self._send(job)
             return
         self._ended(job, resp.status, None, resp)
 

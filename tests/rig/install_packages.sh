@@ -17,8 +17,9 @@
 #                     namespace (`unshare -rn`, util-linux) for the address-policy tests
 #   file              brings libmagic1, loaded by python-magic, which the IIIF validator
 #                     (PyPI iiif-validator, tests/test_tiletree_outputs.py) imports
-#   gdal-bin          optional (WITH_GDAL=1): a peer downloader; it drags in python3-gdal,
-#                     numpy and libgdal (~100 MB), which the tests do not need
+#   gdal-bin          gdal_translate, the benchmark suite's peer downloader (bench/run_suite.py;
+#                     its smoke test runs in CI); libgdal adds ~100 MB. WITH_GDAL=0 leaves it out
+#   time              GNU time (/usr/bin/time -v): the bench's wall time, peak RSS and CPU figures
 #
 # Idempotent: when every binary and file below is present, apt is not called at all
 # (FORCE=1 runs apt anyway). Uses sudo only when not root.
@@ -34,8 +35,8 @@ have() { # have CMD-or-PATH: true when the command is on PATH (or in sbin) / the
   esac
 }
 
-needed=(vips vipsheader nginx curl openssl cgi-fcgi pngcheck chromium file ip unshare "$IIPSRV" "$FONT" /etc/nginx/fastcgi_params /etc/nginx/mime.types)
-[ "${WITH_GDAL:-0}" = 1 ] && needed+=(gdal_translate)
+needed=(vips vipsheader nginx curl openssl cgi-fcgi pngcheck chromium file ip unshare /usr/bin/time "$IIPSRV" "$FONT" /etc/nginx/fastcgi_params /etc/nginx/mime.types)
+[ "${WITH_GDAL:-1}" = 1 ] && needed+=(gdal_translate)
 missing=()
 for item in "${needed[@]}"; do have "$item" || missing+=("$item"); done
 if [ ${#missing[@]} = 0 ] && [ "${FORCE:-0}" != 1 ]; then
@@ -55,8 +56,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 nginx_pkg=nginx-light
 apt-cache show nginx-light >/dev/null 2>&1 || nginx_pkg=nginx
-pkgs=(libvips-tools iipimage-server lighttpd "$nginx_pkg" libfcgi-bin curl openssl ca-certificates fonts-dejavu-core pngcheck chromium file iproute2 util-linux)
-[ "${WITH_GDAL:-0}" = 1 ] && pkgs+=(gdal-bin)
+pkgs=(libvips-tools iipimage-server lighttpd "$nginx_pkg" libfcgi-bin curl openssl ca-certificates fonts-dejavu-core pngcheck chromium file iproute2 util-linux time)
+[ "${WITH_GDAL:-1}" = 1 ] && pkgs+=(gdal-bin)
 
 # Containers usually ship /usr/sbin/policy-rc.d (exit 101), so the postinst scripts do not
 # start the distribution's nginx/lighttpd on port 80. The rig never uses those services;
