@@ -14,6 +14,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 from dezoom_steps import plan  # noqa: E402
+from dezoom_steps import snaketimers  # noqa: E402
 from dezoom_steps import stalelock  # noqa: E402
 
 # A run killed with SIGKILL leaves Snakemake's lock behind; when the run that held it is gone,
@@ -25,6 +26,10 @@ if workflow.is_main_process:
 
 onstart:
     stalelock.record_owner()  # who holds the lock (read by clear_stale_locks on the next run)
+
+
+onsuccess:
+    snaketimers.stop_rate_timers()  # the run is over: exit now, not when the rate limit's timers fire
 
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
@@ -325,4 +330,5 @@ rule summary:
 onerror:
     # With --keep-going the summary job cannot run when an image failed: write the summary
     # here instead, listing every image's state (complete, partial, failed, not run).
+    snaketimers.stop_rate_timers()
     plan.summary_after_failure(config, IMAGES, BULK)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from dezoom_steps.errors import DezoomError, PartialDownload
 from dezoom_steps.model import Level
+
+if TYPE_CHECKING:  # imported by `render`: the fetch step uses this module's checks, not its pixels
+    import numpy as np
 
 ON_MISSING = ("blank", "fail", "fill")  # --on-missing policies; blank is the default
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -178,6 +178,9 @@ def render(plan: FillPlan, read: Callable[[str], bytes | None], decode: Callable
     `read(key)` gives a cached tile's bytes (None when absent); `decode(bytes)` its pixels as
     (h, w, channels) uint8.
     """
+    import numpy as np
+    from PIL import Image
+
     ax, ay, aw, ah = plan.area
     area = np.zeros((ah, aw, channels), dtype=np.uint8)
     for s in plan.sources:

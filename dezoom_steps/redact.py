@@ -17,6 +17,7 @@ input URL's real values back when they send a request (scope.restore_redacted).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -142,12 +143,28 @@ def redact_json(value: Any) -> Any:
     input) are registered first. Only registered values are replaced: step files are read
     again by later steps, which put the input URL's real values back at request time
     (scope.restore_redacted); a token that a server wrote into its own metadata is request
-    data, kept as it is.
+    data, kept as it is. When no registered secret occurs in it, `value` itself is returned.
     """
     if isinstance(value, dict):
         for key in ("input_url", "normalized_from"):
             register_url_secrets(value.get(key))
-    return _redact_json(value, _ordered_secrets())
+    secrets = _ordered_secrets()
+    if not secrets or not _json_mentions(value, secrets):
+        return value  # nothing to replace: `value` itself, not a copy of every tile
+    return _redact_json(value, secrets)
+
+
+def _json_mentions(value: Any, secrets: list[str]) -> bool:
+    """True unless certainly no string of `value` holds one of `secrets` (one C-speed dump, then substrings).
+
+    JSON escapes text character by character, so a secret inside a string is, escaped the same
+    way, inside that string's JSON text.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):  # keys JSON cannot hold, or a cycle: let the walk decide
+        return True
+    return any(json.dumps(secret, ensure_ascii=False)[1:-1] in text for secret in secrets)
 
 
 def _registered_only(text: str, secrets: list[str]) -> str:

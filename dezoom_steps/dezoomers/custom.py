@@ -44,10 +44,9 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit
-
-import yaml
 
 from dezoom_steps import safejson
 from dezoom_steps.dezoomers.base import Dezoomer, Documents
@@ -182,23 +181,32 @@ class Description:
     height: int | None
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """yaml.SafeLoader refusing aliases: `*name` can build self-referencing or exponentially
-    shared structures (the YAML "billion laughs"), which a tiles.yaml never needs (field notes S7)."""
+@lru_cache(maxsize=1)
+def _no_alias_loader() -> type:
+    """The YAML loader class (built on first use: PyYAML is imported only when a tiles.yaml is read)."""
+    import yaml
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102 (PyYAML hook)
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a tiles.yaml", mark)
-        return super().compose_node(parent, index)
+    class _NoAliasLoader(yaml.SafeLoader):
+        """yaml.SafeLoader refusing aliases: `*name` can build self-referencing or exponentially
+        shared structures (the YAML "billion laughs"), which a tiles.yaml never needs (field notes S7)."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102 (PyYAML hook)
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a tiles.yaml", mark)
+            return super().compose_node(parent, index)
+
+    return _NoAliasLoader
 
 
 def read_tiles_yaml(source: str, data: bytes, hinted: bool) -> Description:
     """Parse and check a tiles.yaml; MalformedMetadata (or WrongDezoomer for a YAML file of another kind)."""
     if len(data) > MAX_YAML_BYTES:
         raise _fail(source, f"too large for a tiles.yaml ({len(data):,} bytes, limit {MAX_YAML_BYTES:,})")
+    import yaml
+
     try:
-        doc = yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader without aliases)
+        doc = yaml.load(data, Loader=_no_alias_loader())  # noqa: S506 (a SafeLoader without aliases)
     except yaml.YAMLError as exc:
         raise _fail(source, f"Invalid YAML configuration file: {_one_line(exc)}") from None
     except RecursionError:  # 100,000 nested `[` (found by fuzzing)

@@ -50,14 +50,15 @@ top margins).
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from dezoom_steps.dezoomers.base import Dezoomer, Documents
 from dezoom_steps.dezoomers.tileimage import decode_rgb, image_format, image_size
 from dezoom_steps.errors import InputError, MalformedMetadata, NeedsData, WrongDezoomer
 from dezoom_steps.model import Found, Level
+
+if TYPE_CHECKING:  # the pixels come from tileimage.decode_rgb, which imports numpy when it decodes
+    import numpy as np
 
 MAX_SIDE = 2**15  # tiles per side: the search never probes beyond index MAX_SIDE - 1
 CLEAN = 3.0       # mean |deviation| from the padding colour of a padding line
@@ -115,7 +116,7 @@ def padding_start(pixels: np.ndarray, axis: int) -> int:
     """Where uniform white or black padding begins along `axis` (1 = columns, 0 = rows); see the module rule."""
     n = pixels.shape[1 if axis == 1 else 0]
     for pad in PAD_COLOURS:
-        dev = np.abs(pixels - pad).max(axis=2)  # per pixel: the largest channel deviation
+        dev = abs(pixels - pad).max(axis=2)  # per pixel: the largest channel deviation
         # Lines of the other axis holding nothing but padding are left out, so that a thin
         # strip of content is not averaged away.
         across = dev.max(axis=axis)

@@ -35,8 +35,6 @@ import struct
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from dezoom_steps.dezoomers.base import Dezoomer, Documents
 from dezoom_steps.dezoomers.loopback import is_loopback, is_loopback_host
 from dezoom_steps.dezoomers.support import whole_number
@@ -94,6 +92,9 @@ def decrypt_tile(data: bytes) -> bytes:
     ciphertext = data[8 + h:8 + h + e]
     if len(ciphertext) % 16:
         raise TileDecryptError("Unable to decrypt the encrypted data")
+    # imported here: only this format's tiles need it (the import costs every other run ~10 ms)
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     decryptor = Cipher(algorithms.AES(AES_KEY), modes.CBC(AES_IV)).decryptor()
     clear = decryptor.update(ciphertext) + decryptor.finalize()
     return data[4:4 + h] + clear + data[8 + h + e:end]

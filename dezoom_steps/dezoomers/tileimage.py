@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import io
 import warnings
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from dezoom_steps.cache import sniff_image
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and Pillow are imported by the functions that need them: this module is loaded with the
+# dezoomers that probe tiles, by every resolve, whose input is seldom such a format.
 
 MAX_SIDE = 16384  # a probed tile larger than this per side is not treated as a tile
 
@@ -20,6 +24,8 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) read from an image's header, or None when `data` is not a usable image."""
     if sniff_image(data) is None:
         return None
+    from PIL import Image
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -42,6 +48,9 @@ def decode_rgb(data: bytes) -> np.ndarray | None:
     """The pixels as an (h, w, 3) int16 array (alpha composited on black), or None if undecodable."""
     if image_size(data) is None:
         return None
+    import numpy as np
+    from PIL import Image
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -18,22 +18,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from dezoom_steps.canvas import Canvas
-from dezoom_steps.encoders import pillow_generic
-from dezoom_steps.encoders.jpeg import JPEG_MAX_SIDE, write_jpeg
-from dezoom_steps.encoders.png import write_png
-from dezoom_steps.encoders.tiff import TiffOptions, write_tiff
-from dezoom_steps.encoders.tiff_passthrough import Plan
+from dezoom_steps.encoders.limits import GIF_MAX_SIDE, JPEG_MAX_SIDE, PNG_MAX_SIDE, WEBP_MAX_SIDE
 from dezoom_steps.errors import OutputError
-from dezoom_steps.outmeta import OutputMeta
 
-PNG_MAX_SIDE = 2**31 - 1  # IHDR stores sides as 31-bit integers
+if TYPE_CHECKING:
+    from dezoom_steps.canvas import Canvas
+    from dezoom_steps.encoders.tiff import TiffOptions
+    from dezoom_steps.encoders.tiff_passthrough import Plan
+    from dezoom_steps.outmeta import OutputMeta
+
+# The writers (numpy, Pillow, tifffile) are imported when one writes: list_tiles checks the
+# output's limits (check_output_feasible) before any download, without them.
 BUILTIN = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
            ".iiif": "iiif", ".dzi": "dzi"}  # the last two are folders (encoders/folders.py)
 MAX_SIDE = {"jpeg": JPEG_MAX_SIDE, "JPEG": JPEG_MAX_SIDE, "png": PNG_MAX_SIDE,
-            "WEBP": pillow_generic.WEBP_MAX_SIDE, "GIF": pillow_generic.GIF_MAX_SIDE}
+            "WEBP": WEBP_MAX_SIDE, "GIF": GIF_MAX_SIDE}
 MAX_SIDE_HINT = {"jpeg": "JPEG", "WEBP": "WebP"}
 
 
@@ -61,6 +62,8 @@ def output_format(path: str | os.PathLike[str]) -> OutputFormat:
         raise OutputError(f"{path}: no file extension, so no output format (use .png, .jpg or .tif)")
     if ext in BUILTIN:
         return OutputFormat(BUILTIN[ext])
+    from dezoom_steps.encoders import pillow_generic
+
     fmt = pillow_generic.pillow_format(ext)
     if fmt is None:
         raise OutputError(f"{path}: unknown output format {ext!r} (use .png, .jpg, .tif or another "
@@ -81,6 +84,8 @@ def check_output_feasible(
                           f"use .png or .tif (the image is {width}x{height})")
     if fmt.pillow is None:
         return
+    from dezoom_steps.encoders import pillow_generic
+
     reason = pillow_generic.can_write_rgb(fmt.pillow)
     if reason is not None:
         raise OutputError(f"{path}: Pillow cannot write an RGB image as {fmt.pillow}: {reason}")
@@ -100,12 +105,22 @@ def write_image(canvas: Canvas, out: BinaryIO, fmt: OutputFormat, compression: i
     `tiff` and `passthrough` (server JPEG tiles copied as they are) apply to TIFF only, which
     returns what it did for the sidecar; other formats return None.
     """
+    from dezoom_steps.outmeta import OutputMeta
+
     meta = meta or OutputMeta()
     if fmt.name == "png":
+        from dezoom_steps.encoders.png import write_png
+
         write_png(canvas, out, compression, threads=threads, meta=meta)
     elif fmt.name == "jpeg":
+        from dezoom_steps.encoders.jpeg import write_jpeg
+
         write_jpeg(canvas, out, compression, meta=meta)
     elif fmt.name == "tiff":
+        from dezoom_steps.encoders.tiff import write_tiff
+
         return write_tiff(canvas, out, compression, threads=threads, meta=meta, options=tiff, plan=passthrough)
     else:
+        from dezoom_steps.encoders import pillow_generic
+
         pillow_generic.write_pillow(canvas, out, fmt.pillow or fmt.name.upper(), compression, meta=meta)

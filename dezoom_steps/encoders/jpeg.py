@@ -25,10 +25,10 @@ import numpy as np
 from PIL import Image
 
 from dezoom_steps.canvas import Canvas
+from dezoom_steps.encoders.limits import JPEG_MAX_SIDE
 from dezoom_steps.errors import OutputError
 from dezoom_steps.outmeta import OutputMeta
 
-JPEG_MAX_SIDE = 65535  # the frame header stores width and height on 16 bits
 MCU_ROWS = 16  # pixel rows per MCU row with 4:2:0 subsampling
 GREY_MCU_ROWS = 8  # pixel rows per MCU row of a one-component JPEG
 STRIP_PIXELS = 4_000_000  # target pixels per encoded strip (Pillow holds it at 4 B/px)

@@ -16,8 +16,6 @@ from dezoom_steps.canvas import Canvas
 from dezoom_steps.outmeta import OutputMeta
 
 BYTES_PER_PIXEL = 8  # canvas read (3) + Pillow's RGB storage (4) + encoder slack
-WEBP_MAX_SIDE = 16383  # the WebP bitstream stores sides on 14 bits
-GIF_MAX_SIDE = 65535  # logical screen size fields are 16 bits
 
 
 def pillow_format(ext: str) -> str | None:

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from dezoom_steps import tilemodes
-from dezoom_steps.cache import tile_path
 from dezoom_steps.jsonio import read_step_json
 
 HEAD_BYTES = 8192  # first read of a tile; more when its headers (ICC, EXIF) run past it
 SOF_HUFFMAN = (0xC0, 0xC1)  # baseline, extended sequential Huffman
 STANDALONE = set(range(0xD0, 0xD8)) | {0x01}  # RSTn, TEM: markers without a length
+NOT_BEFORE_SCAN = frozenset(STANDALONE | {0x00, 0xD8, 0xD9})  # markers no JPEG has before its scan
 SAMPLINGS = ((2, 2), (1, 1))  # 4:2:0 and 4:4:4, the layouts every TIFF reader decodes
 EOI = b"\xff\xd9"
 
@@ -69,9 +69,10 @@ def parse_header(data: bytes) -> JpegHeader | None:
     """
     if not data.startswith(b"\xff\xd8"):
         return None
+    n, sof_markers = len(data), tilemodes.SOF_MARKERS
     pos, frame, adobe = 2, None, None
     while True:
-        if pos + 2 > len(data):
+        if pos + 2 > n:
             raise NeedMore
         if data[pos] != 0xFF:
             return None
@@ -79,18 +80,18 @@ def parse_header(data: bytes) -> JpegHeader | None:
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
             continue
-        if marker in STANDALONE or marker in (0x00, 0xD8, 0xD9):
+        if marker in NOT_BEFORE_SCAN:
             return None  # no such marker belongs before the scan
-        if pos + 4 > len(data):
+        if pos + 4 > n:
             raise NeedMore
-        length = struct.unpack_from(">H", data, pos + 2)[0]
+        length = data[pos + 2] << 8 | data[pos + 3]  # big-endian, as struct's ">H"
         if length < 2:
             return None
         end = pos + 2 + length
-        if end > len(data):
+        if end > n:
             raise NeedMore
-        body = data[pos + 4:end]
-        if marker in tilemodes.SOF_MARKERS:
+        if marker in sof_markers:  # only the segments read are copied out (thousands of tiles)
+            body = data[pos + 4:end]
             if frame is not None or len(body) < 6:
                 return None
             precision, height, width, count = struct.unpack_from(">BHHB", body)
@@ -98,8 +99,10 @@ def parse_header(data: bytes) -> JpegHeader | None:
                 return None
             comps = tuple((body[6 + 3 * i], body[7 + 3 * i] >> 4, body[7 + 3 * i] & 15) for i in range(count))
             frame = (marker, precision, width, height, comps)
-        elif marker == 0xEE and body.startswith(b"Adobe") and len(body) >= 12:
-            adobe = body[11]
+        elif marker == 0xEE:
+            body = data[pos + 4:end]
+            if body.startswith(b"Adobe") and len(body) >= 12:
+                adobe = body[11]
         elif marker == 0xDA:
             if frame is None:
                 return None
@@ -107,23 +110,33 @@ def parse_header(data: bytes) -> JpegHeader | None:
         pos = end
 
 
-def read_tile_header(path: Path) -> tuple[JpegHeader | None, int | None]:
-    """(JPEG header if the file is a complete JPEG, else None; tilemodes kind) of a cached tile."""
+def read_tile_header(path: str | os.PathLike[str]) -> tuple[JpegHeader | None, int | None]:
+    """(JPEG header if the file is a complete JPEG, else None; tilemodes kind) of a cached tile.
+
+    Plain system calls (open, read, fstat, close; a pread of the last two bytes only for tiles
+    larger than HEAD_BYTES): the plan reads every tile of the level, thousands of them.
+    """
     try:
-        with open(path, "rb") as f:
-            head = f.read(HEAD_BYTES)
-            size = os.fstat(f.fileno()).st_size
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None, None
+    try:
+        head = os.read(fd, HEAD_BYTES)
+        size = os.fstat(fd).st_size
+        try:
+            header = parse_header(head)
+        except NeedMore:
+            head += _read_to_end(fd)
             try:
                 header = parse_header(head)
             except NeedMore:
-                head += f.read()
-                try:
-                    header = parse_header(head)
-                except NeedMore:
-                    header = None
-            tail = os.pread(f.fileno(), 2, max(0, size - 2))
+                header = None
+        # the bytes read so far are the file from its start: its end is among them when it is short
+        tail = head[max(0, size - 2):size] if len(head) >= size else os.pread(fd, 2, max(0, size - 2))
     except OSError:
         return None, None
+    finally:
+        os.close(fd)
     if header is not None:  # the frame header just parsed says it: no second parse
         kind = tilemodes.GREY if len(header.components) == 1 else tilemodes.RGB
     else:
@@ -134,6 +147,14 @@ def read_tile_header(path: Path) -> tuple[JpegHeader | None, int | None]:
     if header is not None and tail != EOI:
         header = None
     return header, kind
+
+
+def _read_to_end(fd: int) -> bytes:
+    """The rest of the open file `fd`, from its current offset."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @dataclass
@@ -194,10 +215,11 @@ def plan_passthrough(doc: dict[str, Any], cache_dir: Path) -> Plan | None:
         return None
     tw, th = size
     width, height = doc["canvas"]["width"], doc["canvas"]["height"]
-    candidates: dict[tuple[int, int], list[tuple[dict[str, Any], Path]]] = {s: [] for s in SAMPLINGS}
+    candidates: dict[tuple[int, int], list[tuple[dict[str, Any], str]]] = {s: [] for s in SAMPLINGS}
     kinds: list[int | None] = []
     tiles = [t for t in doc["tiles"] if t["x"] < width and t["y"] < height]
-    paths = [tile_path(cache_dir, t["key"]) for t in tiles]
+    folder = os.path.join(os.fspath(cache_dir), "")  # strings: thousands of Path objects cost 0.05 s
+    paths = [folder + t["key"] for t in tiles]  # = cache.tile_path (keys are hex digits)
     headers = [read_tile_header(path) for path in paths]  # threads measured slower: short system calls
     for t, path, (header, kind) in zip(tiles, paths, headers):
         kinds.append(kind)
@@ -228,10 +250,10 @@ def plan_from_json(doc: dict[str, Any], cache_dir: Path, data: dict[str, Any]) -
     tw, th = data["tile"]
     width, height = doc["canvas"]["width"], doc["canvas"]["height"]
     plan = Plan(tw, th, tuple(data["subsampling"]), width, height)
-    base = os.fspath(cache_dir)
+    folder = os.path.join(os.fspath(cache_dir), "")
     for t in doc["tiles"]:
         if t["index"] in indices:
-            path = os.path.join(base, t["key"])  # a string: thousands of Path objects cost 0.1 s
+            path = folder + t["key"]  # a string: thousands of Path objects cost 0.1 s
             plan.tiles[(t["x"] // tw, t["y"] // th)] = path
             plan.indices.add(t["index"])
             plan.any_tile = plan.any_tile or path

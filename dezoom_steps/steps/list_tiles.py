@@ -166,7 +166,8 @@ def list_tiles(
     for t in listing:
         cell = t.to_json() if spec is None else crop_cell(t.to_json(), rect)
         if cell is not None:
-            tiles.append(dict(cell, key=cache_key(t.url)))
+            cell["key"] = cache_key(t.url)  # a fresh dict either way: no copy
+            tiles.append(cell)
             if len(tiles) > tile_budget:  # formats whose tiles are not a plain grid
                 raise _over_tile_budget(res["input_url"], area, f"more than {tile_budget:,}", tile_budget)
     headers = dict(res["headers"])
