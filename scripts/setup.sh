@@ -6,7 +6,8 @@
 #   scripts/setup.sh --slurm  the same, plus Snakemake's SLURM executor plugin (the `slurm`
 #                             extra), to run the workflow with --profile profiles/slurm
 #   scripts/setup.sh --test   --slurm, plus the Debian packages the real-server tests need
-#                             (tests/rig/install_packages.sh: vips, nginx, iipsrv, curl, fonts;
+#                             (tests/rig/install_packages.sh: vips, nginx, iipsrv, curl, fonts,
+#                             gdal-bin and GNU time for the benchmark suite and its smoke test;
 #                             tests/slurm/install.sh: slurmctld, slurmd, slurm-client, munge)
 #
 # Safe to re-run: the venv is reused, and pip runs again only when pyproject.toml changed
