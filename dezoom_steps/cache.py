@@ -64,10 +64,15 @@ def read_cached(cache_dir: str | os.PathLike[str], key: str) -> bytes | None:
 def is_cached(cache_dir: str | os.PathLike[str], key: str) -> bool:
     """True when a valid tile with `key` is in the cache (reads only its first bytes)."""
     try:
-        with open(tile_path(cache_dir, key), "rb") as f:
-            head = f.read(16)
+        fd = os.open(os.path.join(os.fspath(cache_dir), key), os.O_RDONLY)  # no Path: thousands of tiles
     except OSError:
         return False
+    try:
+        head = os.read(fd, 16)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     return valid_tile_bytes(head)
 
 

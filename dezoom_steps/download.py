@@ -27,6 +27,7 @@ from dezoom_steps.steps.fill_tiles import fill_tiles
 from dezoom_steps.steps.list_tiles import DEFAULT_TILE_BUDGET, Selection, list_tiles
 from dezoom_steps.steps.resolve import resolve
 from dezoom_steps.steps.render import render, streams
+from dezoom_steps.steps.render_tiff import render_tiff
 from dezoom_steps.steps.stitch import stitch
 from dezoom_steps.tempfiles import temp_beside
 
@@ -167,7 +168,7 @@ def download(req: Request) -> Result:
         log.info("downloading %d tiles of a %dx%d level", len(tiles["tiles"]), width, height)
         cache = req.tile_cache or work / "cache"
         report = fetch_tiles(tiles_json=work / "tiles.json", cache_dir=cache, report=work / "fetch.json",
-                             options=req.options, progress=req.progress)
+                             options=req.options, progress=req.progress, tiles_doc=tiles)
         total = len(tiles["tiles"])
         if total and len(report["failed"]) == total:
             first = report["failed"][0]
@@ -185,15 +186,23 @@ def download(req: Request) -> Result:
                              compression=req.compression, overwrite=replace, on_missing=req.on_missing,
                              cached=req.tile_cache is not None, fill=fill, iiif_base_url=req.iiif_base_url)
             return Result(out, sidecar)
-        plan = stitch_plan(work / "tiles.json", cache, out, req.tiff_compression)  # tiles copied into the TIFF
+        # tiles.json is passed as the document list_tiles returned: read once, not once a step
+        plan = stitch_plan(work / "tiles.json", cache, out, req.tiff_compression, tiles_doc=tiles)
+        if plan is not None:  # server tiles copied into the TIFF: only the other cells are decoded, in memory
+            sidecar = render_tiff(tiles=tiles, cache_dir=cache, plan=plan, output=out, report=work / "stitch.json",
+                                  compression=req.compression, overwrite=replace, on_missing=req.on_missing,
+                                  cached=req.tile_cache is not None, fill=fill, tiff_pyramid=req.tiff_pyramid)
+            if sidecar is not None:
+                return Result(out, sidecar)
         stitch(tiles_json=work / "tiles.json", cache_dir=cache, canvas=work / "canvas.tif",
-               report=work / "stitch.json", fill=fill, passthrough=plan.to_json() if plan is not None else None)
+               report=work / "stitch.json", fill=fill, passthrough=plan.to_json() if plan is not None else None,
+               tiles_doc=tiles)
         sidecar = encode(tiles_json=work / "tiles.json", stitch_json=work / "stitch.json",
                          canvas=work / "canvas.tif", output=out, compression=req.compression,
                          overwrite=replace, on_missing=req.on_missing, cached=req.tile_cache is not None,
                          cache_dir=cache,
                          tiff_compression=req.tiff_compression, tiff_pyramid=req.tiff_pyramid,
-                         iiif_base_url=req.iiif_base_url)
+                         iiif_base_url=req.iiif_base_url, tiles_doc=tiles)
         return Result(out, sidecar)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -167,3 +167,9 @@ def test_sidecar_of_http_source_keeps_the_url(tmp_path):
     side = run_encode(ts, work, tmp_path / "o.bmp")
     assert side["source"] == "http://127.0.0.1:8080/img/x.dzi" and side["format"] == "bmp"
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO((tmp_path / "o.bmp").read_bytes()))), src)
+
+
+def test_folder_formats_known_without_importing_their_writers() -> None:
+    from dezoom_steps.encoders import folders
+
+    assert set(encode_mod.FOLDER_FORMATS) == folders.FORMATS

@@ -32,11 +32,13 @@ depend on the content, so the same image always gets the same layout.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
@@ -63,6 +65,7 @@ ZSTD_LEVELS = (1, 3, 9)
 CLASSIC_LIMIT = 2**32 - (64 << 20)  # a classic TIFF's offsets are 32-bit; keep a margin for tags
 XMP_TAG = 700
 PILLOW_SUBSAMPLING = {(1, 1): 0, (2, 2): 2}  # Pillow's `subsampling` codes: 4:4:4, 4:2:0
+ENCODE_AHEAD = 3  # passthrough without levels: tile rows whose other cells are being encoded ahead
 
 
 def has_imagecodecs() -> bool:
@@ -128,12 +131,13 @@ def check_compression(name: str) -> str:
 
 def tiff_write_args(format_name: str, tiles_doc: dict[str, Any], cache_dir: Path | None,
                     compression: str = DEFAULT_COMPRESSION, pyramid: bool = True,
-                    recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+                    recorded: dict[str, Any] | None = None, plan: Plan | None = None) -> dict[str, Any]:
     """The TIFF keyword arguments of encoders.write_image: options and, for JPEG, the passthrough plan.
 
     Empty for other formats. The plan needs the tile cache (`cache_dir`); without it every
     tile is encoded from the canvas. `recorded` is the plan stitch.json holds (stitch left
-    those tiles out of the canvas): used as it is, and only with JPEG compression.
+    those tiles out of the canvas): used as it is, and only with JPEG compression. `plan`:
+    that plan already built in this process (steps/render_tiff.py), used instead of `recorded`.
     """
     check_compression(compression)
     if format_name != "tiff":
@@ -142,6 +146,8 @@ def tiff_write_args(format_name: str, tiles_doc: dict[str, Any], cache_dir: Path
         raise InputError(f"the canvas was stitched for copying {len(recorded['indices'])} server JPEG tiles "
                          f"into the TIFF, which --tiff-compression {compression} (or no tile cache) cannot "
                          "do: run the stitch step again with the same TIFF options")
+    if plan is not None and compression == "jpeg" and cache_dir is not None:
+        return {"tiff": TiffOptions(compression, pyramid), "passthrough": plan}
     plan = None
     if compression == "jpeg" and cache_dir is not None:
         plan = (plan_from_json(tiles_doc, Path(cache_dir), recorded) if recorded is not None
@@ -164,17 +170,39 @@ def make_codec(options: TiffOptions, channels: int, compression: int, plan: Plan
 
 
 def read_file(path: str | os.PathLike[str]) -> bytes:
-    """The bytes of a cached tile."""
-    with open(path, "rb") as f:
-        return f.read()
+    """The bytes of a cached tile (plain system calls: a thousand tiles a TIFF, each a few KB)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, 1 << 16)
+        if len(data) < 1 << 16:
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def pad_tile(cell: np.ndarray, tile_h: int, tile_w: int) -> np.ndarray:
-    """`cell` grown to tile_h x tile_w by repeating its last row and column."""
+    """`cell` grown to tile_h x tile_w by repeating its last row and column (as numpy's "edge" pad)."""
     h, w = cell.shape[:2]
     if (h, w) == (tile_h, tile_w):
         return cell
-    return np.pad(cell, ((0, tile_h - h), (0, tile_w - w), (0, 0)), mode="edge")
+    if not h or not w:
+        return np.pad(cell, ((0, tile_h - h), (0, tile_w - w), (0, 0)), mode="edge")
+    out = np.empty((tile_h, tile_w) + cell.shape[2:], dtype=cell.dtype)
+    out[:h, :w] = cell
+    x = w
+    if x < tile_w:
+        out[:h, x] = cell[:, w - 1]
+        x += 1
+    while x < tile_w:  # doubling copies of the repeated column: a few wide copies, not many pixel-wide ones
+        k = min(x - (w - 1), tile_w - x)
+        out[:h, x:x + k] = out[:h, x - k:x]
+        x += k
+    out[h:] = out[h - 1]  # the last (already widened) row repeated
+    return out
 
 
 def cut_tiles(rows: np.ndarray, tile_h: int, tile_w: int) -> list[np.ndarray]:
@@ -259,8 +287,7 @@ class _Writer:
         assert plan is not None
         w1, h1 = (cv.width + 1) // 2, (cv.height + 1) // 2
         cascade = Cascade(w1, h1, 3, self.levels - 1, self.tile_h, include_base=True) if self.levels else None
-        with open(cv.path, "rb") as canvas_file:
-            reader = _RegionReader(canvas_file.fileno(), cv)
+        with _regions(cv) as reader:
             if cascade is None:
                 yield from self._flat_passthrough(reader)
                 return
@@ -274,25 +301,53 @@ class _Writer:
                     self.spill_blocks(cascade.close(), shift=1)
                 yield from self._count(done)
 
-    def _flat_passthrough(self, reader: "_RegionReader") -> Iterator[bytes]:
+    def _flat_passthrough(self, reader: "RegionRead") -> Iterator[bytes]:
         """Level 0 alone: copied tiles read in this thread, row by row (worker threads measured slower:
-        the work is short system calls, and handing them over costs more than it saves)."""
-        plan, cv = self.plan, self.canvas
+        the work is short system calls, and handing them over costs more than it saves), while the
+        pool encodes the row's other tiles (edges: decode, pad, encode) at the same time."""
+        plan, cv, stats = self.plan, self.canvas, self.stats
         assert plan is not None
+        copied = plan.tiles
 
-        def row(r: int) -> list[tuple[bytes, bool]]:
+        def submit(r: int) -> dict[int, Future]:
             y, h = r * self.tile_h, min(self.tile_h, cv.height - r * self.tile_h)
-            return [(read_file(plan.tiles[(c, r)]), True) if (c, r) in plan.tiles
-                    else _tile_job(self, reader, c, r, y, h, None)() for c in range(plan.cols)]
+            return {c: self.pool.submit(_tile_job(self, reader, c, r, y, h, None))
+                    for c in range(plan.cols) if (c, r) not in copied}
 
+        ahead = deque(submit(r) for r in range(min(ENCODE_AHEAD, plan.rows)))
         for r in range(plan.rows):
-            yield from self._count(row(r))
+            encoded = ahead.popleft()
+            if r + ENCODE_AHEAD < plan.rows:  # the pool works on the next rows while this one is copied
+                ahead.append(submit(r + ENCODE_AHEAD))
+            for c in range(plan.cols):
+                path = copied.get((c, r))
+                if path is not None:
+                    stats["passed_through"] += 1
+                    yield read_file(path)
+                else:
+                    stats["encoded"] += 1
+                    yield encoded[c].result()[0]
 
     def _count(self, done: list[tuple[bytes, bool]]) -> Iterator[bytes]:
         """The tile bytes of a row, counted as copied or encoded."""
         for data, copied in done:
             self.stats["passed_through" if copied else "encoded"] += 1
             yield data
+
+
+RegionRead = Callable[[int, int, int, int], np.ndarray]  # (x, y, w, h) -> (h, w, channels) pixels
+
+
+@contextlib.contextmanager
+def _regions(cv: Any) -> Iterator[RegionRead]:
+    """How the passthrough writer reads the cells it encodes: the canvas's own `read_region` (a
+    canvas held in memory, steps/render_tiff.py), else preads of the canvas file."""
+    own = getattr(cv, "read_region", None)
+    if own is not None:
+        yield own
+        return
+    with open(cv.path, "rb") as canvas_file:
+        yield _RegionReader(canvas_file.fileno(), cv).read
 
 
 class _RegionReader:
@@ -313,7 +368,7 @@ class _RegionReader:
         return out
 
 
-def _tile_job(w: _Writer, reader: _RegionReader, c: int, r: int, y: int, h: int,
+def _tile_job(w: _Writer, reader: RegionRead, c: int, r: int, y: int, h: int,
               half: np.ndarray | None) -> Callable[[], tuple[bytes, bool]]:
     """The job making TIFF tile (c, r) in passthrough mode: (bytes, copied as they are)."""
 
@@ -328,7 +383,7 @@ def _tile_job(w: _Writer, reader: _RegionReader, c: int, r: int, y: int, h: int,
             if half is not None:
                 half[:, x // 2:x // 2 + w.tile_w // 2] = half_decode(data, w.tile_w, w.tile_h)
             return data, True
-        cell = reader.read(x, y, cw, h)
+        cell = reader(x, y, cw, h)
         if half is not None:
             half[:, x // 2:x // 2 + (cw + 1) // 2] = halve_any(cell)
         return w.codec.encode(pad_tile(cell, w.tile_h, w.tile_w)), False
@@ -367,7 +422,10 @@ def size_bound(sizes: list[tuple[int, int]], channels: int, codec: TileCodec, pl
     """An upper bound on the file size, used to choose between classic TIFF and BigTIFF."""
     factor = 2 if codec.compression == "jpeg" else 1.05  # JPEG at q100 can beat raw size; deflate adds framing
     raw = sum(w * h for w, h in sizes) * channels * factor
-    copied = sum(os.stat(p).st_size for p in plan.tiles.values()) if plan is not None else 0
+    copied = 0
+    if plan is not None:
+        copied = plan.copied_bytes if plan.copied_bytes is not None else sum(os.stat(p).st_size
+                                                                             for p in plan.tiles.values())
     return int(raw) + copied + (1 << 20)
 
 

@@ -67,36 +67,42 @@ def parse_header(data: bytes) -> JpegHeader | None:
 
     Raises NeedMore when `data` ends before the start of scan.
     """
+    return _parse_header(data)[0]
+
+
+def _parse_header(data: bytes) -> tuple[JpegHeader | None, int]:
+    """`parse_header`, and where its start-of-scan segment ends (0 when the header is not valid):
+    the result depends on `data` up to there only."""
     if not data.startswith(b"\xff\xd8"):
-        return None
+        return None, 0
     n, sof_markers = len(data), tilemodes.SOF_MARKERS
     pos, frame, adobe = 2, None, None
     while True:
         if pos + 2 > n:
             raise NeedMore
         if data[pos] != 0xFF:
-            return None
+            return None, 0
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
             continue
         if marker in NOT_BEFORE_SCAN:
-            return None  # no such marker belongs before the scan
+            return None, 0  # no such marker belongs before the scan
         if pos + 4 > n:
             raise NeedMore
         length = data[pos + 2] << 8 | data[pos + 3]  # big-endian, as struct's ">H"
         if length < 2:
-            return None
+            return None, 0
         end = pos + 2 + length
         if end > n:
             raise NeedMore
         if marker in sof_markers:  # only the segments read are copied out (thousands of tiles)
             body = data[pos + 4:end]
             if frame is not None or len(body) < 6:
-                return None
+                return None, 0
             precision, height, width, count = struct.unpack_from(">BHHB", body)
             if len(body) < 6 + 3 * count:
-                return None
+                return None, 0
             comps = tuple((body[6 + 3 * i], body[7 + 3 * i] >> 4, body[7 + 3 * i] & 15) for i in range(count))
             frame = (marker, precision, width, height, comps)
         elif marker == 0xEE:
@@ -105,8 +111,8 @@ def parse_header(data: bytes) -> JpegHeader | None:
                 adobe = body[11]
         elif marker == 0xDA:
             if frame is None:
-                return None
-            return JpegHeader(*frame, adobe_transform=adobe)
+                return None, 0
+            return JpegHeader(*frame, adobe_transform=adobe), end
         pos = end
 
 
@@ -116,15 +122,26 @@ def read_tile_header(path: str | os.PathLike[str]) -> tuple[JpegHeader | None, i
     Plain system calls (open, read, fstat, close; a pread of the last two bytes only for tiles
     larger than HEAD_BYTES): the plan reads every tile of the level, thousands of them.
     """
+    header, kind, _size = _read_tile(path)
+    return header, kind
+
+
+def _read_tile(path: str | os.PathLike[str], memo: dict[bytes, JpegHeader] | None = None
+               ) -> tuple[JpegHeader | None, int | None, int]:
+    """`read_tile_header` and the file's size in bytes (0 when it cannot be read).
+
+    `memo` maps headers already parsed (their bytes up to the end of the start-of-scan segment)
+    to their result: the tiles of one server mostly share a handful of headers.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return None, None
+        return None, None, 0
     try:
         head = os.read(fd, HEAD_BYTES)
         size = os.fstat(fd).st_size
         try:
-            header = parse_header(head)
+            header = _memo_parse(head, memo) if memo is not None else parse_header(head)
         except NeedMore:
             head += _read_to_end(fd)
             try:
@@ -134,7 +151,7 @@ def read_tile_header(path: str | os.PathLike[str]) -> tuple[JpegHeader | None, i
         # the bytes read so far are the file from its start: its end is among them when it is short
         tail = head[max(0, size - 2):size] if len(head) >= size else os.pread(fd, 2, max(0, size - 2))
     except OSError:
-        return None, None
+        return None, None, 0
     finally:
         os.close(fd)
     if header is not None:  # the frame header just parsed says it: no second parse
@@ -146,7 +163,22 @@ def read_tile_header(path: str | os.PathLike[str]) -> tuple[JpegHeader | None, i
             kind = None
     if header is not None and tail != EOI:
         header = None
-    return header, kind
+    return header, kind, size
+
+
+def _memo_parse(head: bytes, memo: dict[bytes, JpegHeader]) -> JpegHeader | None:
+    """`parse_header(head)` looked up in `memo` by the bytes up to the first start-of-scan segment."""
+    key = None
+    sos = head.find(b"\xff\xda")
+    if 0 < sos and sos + 4 <= len(head):
+        end = sos + 4 + (head[sos + 2] << 8 | head[sos + 3]) - 2
+        key = head[:end] if end <= len(head) else None
+        if key is not None and key in memo:
+            return memo[key]
+    header, end = _parse_header(head)
+    if header is not None and key is not None and end == len(key):  # that start of scan was the real one
+        memo[key] = header
+    return header
 
 
 def _read_to_end(fd: int) -> bytes:
@@ -170,6 +202,7 @@ class Plan:
     tiles: dict[tuple[int, int], str | Path] = field(default_factory=dict)
     indices: set[int] = field(default_factory=set)
     any_tile: str | Path | None = None  # one passed tile: its quantization tables serve the re-encodes
+    copied_bytes: int | None = None  # the passed tiles' total size when planning read it (else stat'ed)
 
     def to_json(self) -> dict[str, Any]:
         """What stitch.json records of the plan, for the encode step (`plan_from_json`)."""
@@ -215,28 +248,29 @@ def plan_passthrough(doc: dict[str, Any], cache_dir: Path) -> Plan | None:
         return None
     tw, th = size
     width, height = doc["canvas"]["width"], doc["canvas"]["height"]
-    candidates: dict[tuple[int, int], list[tuple[dict[str, Any], str]]] = {s: [] for s in SAMPLINGS}
+    candidates: dict[tuple[int, int], list[tuple[dict[str, Any], str, int]]] = {s: [] for s in SAMPLINGS}
     kinds: list[int | None] = []
     tiles = [t for t in doc["tiles"] if t["x"] < width and t["y"] < height]
     folder = os.path.join(os.fspath(cache_dir), "")  # strings: thousands of Path objects cost 0.05 s
     paths = [folder + t["key"] for t in tiles]  # = cache.tile_path (keys are hex digits)
-    headers = [read_tile_header(path) for path in paths]  # threads measured slower: short system calls
-    for t, path, (header, kind) in zip(tiles, paths, headers):
+    memo: dict[bytes, JpegHeader] = {}
+    headers = [_read_tile(path, memo) for path in paths]  # threads measured slower: short system calls
+    for t, path, (header, kind, nbytes) in zip(tiles, paths, headers):
         kinds.append(kind)
         full = t["w"] == tw and t["h"] == th and t["x"] + tw <= width and t["y"] + th <= height
         if header is None or not full or (header.width, header.height) != (tw, th):
             continue
         sub = header.subsampling()
         if sub is not None and tw % (8 * sub[0]) == 0 and th % (8 * sub[1]) == 0:
-            candidates[sub].append((t, path))
+            candidates[sub].append((t, path, nbytes))
     if tilemodes.canvas_channels(kinds) != tilemodes.RGB:
         return None
     sub = max(SAMPLINGS, key=lambda s: len(candidates[s]))  # ties go to 4:2:0, listed first
     chosen = candidates[sub]
     if not chosen:
         return None
-    plan = Plan(tw, th, sub, width, height, any_tile=chosen[0][1])
-    for t, path in chosen:
+    plan = Plan(tw, th, sub, width, height, any_tile=chosen[0][1], copied_bytes=sum(c[2] for c in chosen))
+    for t, path, _ in chosen:
         plan.tiles[(t["x"] // tw, t["y"] // th)] = path
         plan.indices.add(t["index"])
     return plan
@@ -266,14 +300,16 @@ def is_tiff_output(output: str | os.PathLike[str] | None) -> bool:
 
 
 def stitch_plan(tiles_json: Path, cache_dir: Path, output: str | os.PathLike[str] | None,
-                tiff_compression: str = "jpeg") -> Plan | None:
+                tiff_compression: str = "jpeg", *, tiles_doc: dict[str, Any] | None = None) -> Plan | None:
     """The passthrough plan when `output` is a TIFF written with JPEG compression, else None.
 
     Its tiles are those the stitch step need not decode: the TIFF writer copies them as they are.
+    `tiles_doc`: tiles.json already read (in-process callers), else it is read from `tiles_json`.
     """
     if not is_tiff_output(output) or tiff_compression != "jpeg":
         return None
-    return plan_passthrough(read_step_json(tiles_json, "tiles"), Path(cache_dir))
+    doc = tiles_doc if tiles_doc is not None else read_step_json(tiles_json, "tiles")
+    return plan_passthrough(doc, Path(cache_dir))
 
 
 def stitch_skip(tiles_json: Path, cache_dir: Path, output: str | os.PathLike[str] | None,

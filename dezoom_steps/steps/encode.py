@@ -14,7 +14,7 @@ import hashlib
 import os
 import platform
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy
 import PIL
@@ -22,7 +22,6 @@ import tifffile
 
 from dezoom_steps import __version__, encoders, outmeta
 from dezoom_steps.canvas import open_canvas
-from dezoom_steps.encoders import folders
 from dezoom_steps.encoders.tiff import tiff_write_args
 from dezoom_steps.errors import InputError, OutputError
 from dezoom_steps.fill import require_all
@@ -30,7 +29,11 @@ from dezoom_steps.jsonio import read_step_json, write_step_json
 from dezoom_steps.tempfiles import temp_beside
 from dezoom_steps.urls import file_url_path, is_file_url
 
+if TYPE_CHECKING:
+    from dezoom_steps.encoders.tiff_passthrough import Plan
+
 DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+FOLDER_FORMATS = ("iiif", "dzi")  # = encoders.folders.FORMATS, whose writers are imported when used
 
 
 def encode(
@@ -38,6 +41,7 @@ def encode(
     sidecar: Path | None = None, compression: int = 5, overwrite: bool = False,
     on_missing: str = "blank", cached: bool = True, cache_dir: Path | None = None,
     tiff_compression: str = "jpeg", tiff_pyramid: bool = True, iiif_base_url: str | None = None,
+    tiles_doc: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Encode `canvas` into `output` (format by extension) and write the sidecar; returns the sidecar.
 
@@ -47,9 +51,10 @@ def encode(
     TIFF: `tiff_compression` (jpeg, deflate, zstd, none), pyramid levels unless not
     `tiff_pyramid`; with `cache_dir` (the tile cache) server JPEG tiles that fit are
     copied into the TIFF as they are. IIIF folders: `iiif_base_url` is where the folder will be
-    published (its info.json `id` is that URL plus the folder's name).
+    published (its info.json `id` is that URL plus the folder's name). `tiles_doc`: tiles.json
+    already read (in-process callers), else it is read from `tiles_json`.
     """
-    tiles = read_step_json(tiles_json, "tiles")
+    tiles = tiles_doc if tiles_doc is not None else read_step_json(tiles_json, "tiles")
     stitched = read_step_json(stitch_json, "stitch")
     if on_missing == "fail":  # --on-missing fail: no image at all when a tile is missing
         require_all(public_url(tiles["input_url"]), stitched["missing"], len(tiles["tiles"]), cached)
@@ -72,13 +77,15 @@ def encode_canvas(
     sidecar: Path | None = None, compression: int = 5, overwrite: bool = False, on_missing: str = "blank",
     cache_dir: Path | None = None, tiff_compression: str = "jpeg", tiff_pyramid: bool = True,
     iiif_base_url: str | None = None, finish: Callable[[], dict[str, Any]] | None = None,
+    plan: Plan | None = None,
 ) -> dict[str, Any]:
     """Encode an open canvas (a canvas file, or a StreamCanvas read once) into `output`; write the sidecar.
 
     `stitched` is the stitch report (width, height, channels, ICC profile). `finish()`, when
     given, runs once the image is written but before it takes its final name, and returns the
     final stitch report (a streamed canvas knows its missing tiles only then); if it raises,
-    nothing is published.
+    nothing is published. `plan`: the TIFF passthrough plan already built in this process
+    (steps/render_tiff.py), instead of the one `stitched` records.
     """
     output = Path(output)
     if not isinstance(compression, int) or not 0 <= compression <= 100:
@@ -89,8 +96,11 @@ def encode_canvas(
         raise OutputError(f"{output}: file exists; not overwritten")
     meta = outmeta.from_step_docs(tiles, stitched, public_url(tiles["input_url"]))
     extra = tiff_write_args(fmt.name, tiles, cache_dir, tiff_compression, tiff_pyramid,
-                            recorded=stitched.get("passthrough"))
+                            recorded=stitched.get("passthrough"), plan=plan)
     if fmt.name == "iiif":
+        from dezoom_steps.encoders import folders
+
+
         extra = {**extra, "iiif_base_url": folders.check_base_url(iiif_base_url)}
     written: dict[str, Any] = {}
     final: list[dict[str, Any]] = []
@@ -135,7 +145,9 @@ def _write_image(cv: Any, output: Path, fmt: encoders.OutputFormat, compression:
     `extra`: more write_image keywords (TIFF options); what write_image reports goes into `written`.
     `before_publish()` runs after writing, before the rename; if it raises nothing is published.
     """
-    if fmt.name in folders.FORMATS:  # .iiif / .dzi: a tree built beside, then renamed into place
+    if fmt.name in FOLDER_FORMATS:  # .iiif / .dzi: a tree built beside, then renamed into place
+        from dezoom_steps.encoders import folders
+
         try:
             return folders.write_folder_output(cv, output, fmt.name, compression, meta=meta,
                                                overwrite=overwrite, before_publish=before_publish,

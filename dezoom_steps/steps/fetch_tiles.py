@@ -73,6 +73,7 @@ def fetch_tiles(
     progress: bool = False,
     decode: Decode | None = None,
     on_missing: str = "blank",
+    tiles_doc: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fetch the missing tiles of one shard into `cache_dir`; write and return the shard report.
 
@@ -82,11 +83,12 @@ def fetch_tiles(
 
     `decode(raw, tile_json)` post-processes a body before its image check (e.g. decryption);
     its output is what the cache stores (spec §7.7). When it is not given, the `decode_tile`
-    of the dezoomer named in tiles.json is used if that dezoomer has one.
+    of the dezoomer named in tiles.json is used if that dezoomer has one. `tiles_doc`: tiles.json
+    already read (in-process callers), else it is read from `tiles_json`.
     """
     started = time.monotonic()
     options = options or net.NetOptions()
-    doc = jsonio.read_step_json(tiles_json, "tiles")
+    doc = tiles_doc if tiles_doc is not None else jsonio.read_step_json(tiles_json, "tiles")
     # The user's input URL scopes headers, cookies and the address policy; tiles.json holds it
     # redacted, --input-url gives back its real query values (scope.real_input_url).
     options = replace(options, input_url=scope.real_input_url(doc["input_url"], options.input_url))

@@ -236,8 +236,9 @@ class Assembly:
     """
 
     def __init__(self, tiles_json: Path, cache_dir: Path, *, decode: TileHook | None = None,
-                 threads: int = 2, skip: set[int] | None = None, fill: Path | None = None):
-        self.doc = read_step_json(tiles_json, "tiles")
+                 threads: int = 2, skip: set[int] | None = None, fill: Path | None = None,
+                 tiles_doc: dict[str, Any] | None = None):
+        self.doc = tiles_doc if tiles_doc is not None else read_step_json(tiles_json, "tiles")
         self.width, self.height = self.doc["canvas"]["width"], self.doc["canvas"]["height"]
         skip = skip or set()
         in_canvas = [t for t in self.doc["tiles"] if t["x"] < self.width and t["y"] < self.height]
@@ -305,6 +306,7 @@ def stitch(
     *, tiles_json: Path, cache_dir: Path, canvas: Path, report: Path,
     decode: TileHook | None = None, threads: int = 2, skip: set[int] | None = None,
     fill: Path | None = None, passthrough: dict[str, Any] | None = None,
+    tiles_doc: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the canvas from the cached tiles listed in tiles.json; write stitch.json and return it.
 
@@ -315,13 +317,15 @@ def stitch(
     `fill` is the fill_tiles step's fill.json (--on-missing fill): missing tiles it has a plan
     for are upscaled from a lower level. `passthrough` is the TIFF writer's plan
     (tiff_passthrough.Plan.to_json()): its tiles are skipped, and the plan is recorded in
-    stitch.json so that the encode step need not read every tile's header again.
+    stitch.json so that the encode step need not read every tile's header again. `tiles_doc`:
+    tiles.json already read (in-process callers), else it is read from `tiles_json`.
     """
     canvas = Path(canvas)
     if passthrough:
         skip = set(skip or ()) | set(passthrough["indices"])
     tmp = temp_beside(canvas)
-    with Assembly(tiles_json, cache_dir, decode=decode, threads=threads, skip=skip, fill=fill) as job:
+    with Assembly(tiles_json, cache_dir, decode=decode, threads=threads, skip=skip, fill=fill,
+                  tiles_doc=tiles_doc) as job:
         width, height = job.width, job.height
         try:
             channels = job.prepare()
@@ -356,6 +360,8 @@ def _first_icc(stitcher: _Stitcher, tiles: list[dict[str, Any]]) -> bytes | None
     for t in tiles[:1]:
         with contextlib.suppress(Exception):
             data = stitcher.tile_bytes(t)
+            if data and data.startswith(b"\xff\xd8") and b"ICC_PROFILE\0" not in data:
+                return None  # a JPEG's profile is in APP2 "ICC_PROFILE" segments: none here, no need to parse
             if data:
                 with Image.open(io.BytesIO(data)) as img:
                     return img.info.get("icc_profile") or None
