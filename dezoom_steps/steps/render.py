@@ -3,8 +3,9 @@
 The PNG, JPEG, IIIF/DZI and Pillow writers read the canvas top to bottom, so the row bands
 the stitcher assembles can go straight into the encoder (streamcanvas.StreamCanvas): no
 width x height x 3 bytes written to the work folder and read back, decoding overlapped with
-compression, one process instead of two. TIFF keeps the two steps (stitch, encode): its
-writer reads the canvas by tile, out of order, around the server tiles it copies as they are.
+compression, one process instead of two. In the workflow TIFF keeps the two steps (stitch,
+encode): its writer reads the canvas by tile, out of order, around the server tiles it copies as
+they are. The `dezoom` command writes a passthrough TIFF in one pass instead (render_tiff.py).
 
 The stitch report (stitch.json) is written once the last band is in, before the image takes
 its final name; with `on_missing="fail"` a tile that turned out undecodable stops the image
