@@ -62,8 +62,15 @@ def time_available() -> bool:
 
 
 def measure(cmd: Sequence[str], cwd: Path, env: dict[str, str], timeout: float = 1800) -> Run:
-    """Run `cmd` under `/usr/bin/time -v` in `cwd`; its wall time, peak RSS and CPU times."""
+    """Run `cmd` under `/usr/bin/time -v` in `cwd`; its wall time, peak RSS and CPU times.
+
+    Pending writes are flushed (`sync`) before the clock starts, so that no run pays for the
+    previous one's output.
+    """
     cmd = [str(c) for c in cmd]
+    # Untimed: the previous run's writes reach the disk now, not during this run (GDAL's 220 MB
+    # uncompressed TIFF, flushed in the background, slowed down whatever ran after it).
+    os.sync()
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         out_p, err_p, time_p = Path(tmp, "out"), Path(tmp, "err"), Path(tmp, "time")
         load1 = os.getloadavg()[0]

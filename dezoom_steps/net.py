@@ -274,6 +274,9 @@ def tls_message(url: str, code: int | None, text: str, verify_message: str = "")
     return f"TLS error with {host} ({text})", False
 
 
+_PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy"})  # any case, as requests reads them
+
+
 def origin_key(url: str) -> str:
     """'scheme://authority' of a URL, without parsing it (a cache key)."""
     end = url.find("/", url.find("//") + 2)
@@ -337,8 +340,9 @@ class HttpClient:
         origin = f"{parts.scheme}://{parts.netloc}"
         got = self._proxies.get(origin)
         if got is None:
-            if not any(k.lower().endswith("_proxy") for k in os.environ):
-                got = self._proxies[origin] = {}  # the usual case: no need to load requests' rules
+            if not any(k.lower() in _PROXY_VARIABLES for k in os.environ):
+                # No proxy is set (NO_PROXY alone changes nothing): no need to load requests' rules.
+                got = self._proxies[origin] = {}
             else:
                 import requests.utils
 
