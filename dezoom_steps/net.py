@@ -424,8 +424,10 @@ class HttpClient:
             transfers.start(transfer, self.hop_headers(base, current, first), self.verify(current),
                             self.proxy_for(current))
             done: list[netcurl.Outcome] = []
-            while not done:
-                done = transfers.poll(1.0)
+            with netcurl.deferred_interrupts() as interrupts:
+                while not done:
+                    done = transfers.poll(1.0)
+                    interrupts.check()
             outcome = done[0]
             if outcome.response is None:
                 assert outcome.failure is not None

@@ -12,9 +12,12 @@ reports do not depend on the transport. This module and net.py are the only ones
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import quote
 
 import certifi
@@ -230,6 +233,45 @@ def _ignore(_data: bytes) -> None:
     return None
 
 
+class Interrupts:
+    """Ctrl-C noted while transfers run, raised by `check` from the caller's own code."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def note(self, _signum: int, _frame: object) -> None:
+        """The SIGINT handler: remember, do not raise (see `deferred_interrupts`)."""
+        self.pending = True
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if Ctrl-C came since the last check."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[Interrupts]:
+    """While transfers run, Ctrl-C is raised between two polls, never inside a libcurl callback.
+
+    pycurl catches an exception raised in a callback (the write callback runs Python code for
+    every chunk), prints it and fails the transfer: a KeyboardInterrupt arriving there would be
+    swallowed and the run would go on. Only in the main thread, and only when SIGINT has
+    Python's default handler; otherwise the handler in place is left alone.
+    """
+    state = Interrupts()
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield state
+        return
+    signal.signal(signal.SIGINT, state.note)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    state.check()
+
+
 def _failure(t: Transfer, code: int, message: str, os_errno: int, verify_result: int) -> net.AttemptFailed | None:
     """The failed attempt a libcurl result stands for (None: a response to use), worded as net's."""
     if t.over is not None:
@@ -263,4 +305,4 @@ def _plain(message: str) -> str:
     return net.short_text(message) or "no answer"
 
 
-__all__ = ["Outcome", "ResponseHeaders", "Transfer", "Transfers", "request_target"]
+__all__ = ["Interrupts", "Outcome", "ResponseHeaders", "Transfer", "Transfers", "deferred_interrupts", "request_target"]

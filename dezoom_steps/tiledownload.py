@@ -126,6 +126,11 @@ class _Downloader:
 
     def run(self, tiles: Iterable[TileLike], on_result: Callable[[TileResult], None] | None) -> list[TileResult]:
         """Download every tile; each result goes to `on_result` (this thread) as soon as it is final."""
+        with netcurl.deferred_interrupts() as interrupts:
+            return self._run(tiles, on_result, interrupts)
+
+    def _run(self, tiles: Iterable[TileLike], on_result: Callable[[TileResult], None] | None,
+             interrupts: netcurl.Interrupts) -> list[TileResult]:
         self.on_result = on_result
         todo = iter(tiles)
         window = max(64, self.options.parallelism * 4)  # tiles in progress: bounds memory
@@ -149,10 +154,13 @@ class _Downloader:
                 wake = min(wake, self.timers[0][0] - now)
             wake = max(0.0, min(wake, 1.0))
             if self.transfers.active:
-                for outcome in self.transfers.poll(wake):
+                outcomes = self.transfers.poll(wake)
+                interrupts.check()  # Ctrl-C: out of the loop now (the transfers are closed by `close`)
+                for outcome in outcomes:
                     self._arrived(outcome)
             elif wake > 0 and (self.waiting or self.timers):
                 time.sleep(wake)  # only the gate or a retry's backoff can move things on
+            interrupts.check()
         return self.results
 
     def close(self) -> None:
