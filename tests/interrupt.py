@@ -11,6 +11,15 @@ from pathlib import Path
 from typing import Callable
 
 
+def ctrl_c_default() -> None:
+    """`preexec_fn` of a command the test will interrupt: SIGINT acts as in a terminal.
+
+    A process started from a non-interactive shell in the background (`cmd &`, as CI runners
+    may) inherits SIGINT ignored, and so would every child: the interruption would never arrive.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cached_tiles(folder: Path) -> int:
     """How many tiles a tile cache folder holds (temporary files excluded)."""
     return len([p for p in folder.glob("*") if not p.name.startswith(".")])
@@ -23,7 +32,7 @@ def interrupt_when(cmd: list[str], cwd: Path, env: dict[str, str], ready: Callab
     Fails the test (AssertionError naming `what`) if the command ends first or `ready()` never
     holds within `timeout` seconds. The process group is killed if it outlives the interruption.
     """
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True, preexec_fn=ctrl_c_default,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
     try:

@@ -32,7 +32,7 @@ from PIL import Image
 
 from dezoom_steps.cache import cache_key
 from faultserver_fixture import fault_server  # noqa: F401  (pytest fixture)
-from interrupt import group_gone
+from interrupt import ctrl_c_default, group_gone
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.workflow
@@ -111,7 +111,7 @@ def test_twenty_kills_during_fetch_then_resume_byte_identical(fault_server, tmp_
         sig = signal.SIGINT if k % 2 == 0 else signal.SIGKILL
         seen = len(srv.requests())
         err = open(work / f"run-{k}.stderr", "w+")  # noqa: SIM115 (closed below)
-        proc = subprocess.Popen(cmd, cwd=work, env=env, start_new_session=True,
+        proc = subprocess.Popen(cmd, cwd=work, env=env, start_new_session=True, preexec_fn=ctrl_c_default,
                                 stdout=subprocess.DEVNULL, stderr=err, text=True)
         try:
             deadline = time.monotonic() + 60

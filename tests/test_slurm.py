@@ -23,6 +23,8 @@ import tifffile
 import yaml
 from PIL import Image
 
+from interrupt import ctrl_c_default
+
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "demo"
@@ -52,7 +54,7 @@ def run_detached(cmd: list[str], workdir: Path, log: Path, timeout: float) -> in
     env = dict(os.environ, XDG_CACHE_HOME=str(workdir / ".xdg-cache"))
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=ctrl_c_default)
         try:
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
