@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 from dezoom_steps import hostpolicy, retrypolicy, scope
 from dezoom_steps.errors import InputError, NetworkError
 from dezoom_steps.redact import redact_text, redact_url
-from dezoom_steps.urls import file_url_path, is_file_url, is_http
+from dezoom_steps.urls import file_url_path, is_file_url, is_http, origin_key
 
 # Spec §7.2, default headers: "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) ...".
 DEFAULT_HEADERS: dict[str, str] = {
@@ -275,12 +275,6 @@ def tls_message(url: str, code: int | None, text: str, verify_message: str = "")
 
 
 _PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy"})  # any case, as requests reads them
-
-
-def origin_key(url: str) -> str:
-    """'scheme://authority' of a URL, without parsing it (a cache key)."""
-    end = url.find("/", url.find("//") + 2)
-    return url if end < 0 else url[:end]
 
 
 class HttpClient:
@@ -550,6 +544,6 @@ def fetch_document(
 
 __all__ = [
     "DEFAULT_HEADERS", "REDIRECT_STATUS", "AttemptFailed", "HttpClient", "NetOptions", "Response",
-    "build_headers", "fetch_document", "origin_key", "reason_phrase", "short_text", "tls_message", "merge_headers", "parse_duration", "parse_header",
+    "build_headers", "fetch_document", "reason_phrase", "short_text", "tls_message", "merge_headers", "parse_duration", "parse_header",
     "parse_retry_after", "read_local", "redirect_target", "status_failure",
 ]

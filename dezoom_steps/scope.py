@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # imported where a cookies.txt is read (start-up time, issue 
 
 from dezoom_steps.errors import InputError
 from dezoom_steps.redact import REDACTED, redact_url, register_secret, secret_name
-from dezoom_steps.urls import is_http, same_origin
+from dezoom_steps.urls import is_http, origin_key, same_origin
 
 # Field notes S6: the headers that carry credentials.
 CREDENTIAL_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
@@ -287,8 +287,7 @@ def other_hosts(input_url: str, urls: list[str]) -> list[str]:
     seen: dict[str, None] = {}
     origins: set[str] = set()
     for url in urls:
-        end = url.find("/", url.find("//") + 2)
-        origin = url if end < 0 else url[:end]
+        origin = origin_key(url)
         if origin in origins:  # tiles share a few origins: parse each once (issue 7: 20,000 tiles)
             continue
         origins.add(origin)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 from dezoom_steps import blockpage, net, netcurl, politeness, retrypolicy, tilecheck
 from dezoom_steps.errors import HostBlocked
 from dezoom_steps.politeness import HostGate, host_of
-from dezoom_steps.urls import is_file_url, is_http
+from dezoom_steps.urls import is_file_url, is_http, origin_key
 
 log = logging.getLogger(__name__)
 BLOCKED = "blocked"  # the first word of the error of a tile not fetched because its host blocks us
@@ -187,7 +187,7 @@ class _Downloader:
 
     def _host(self, url: str) -> str:
         """`host_of(url)`, parsed once per scheme://authority (tiles of an image share a few)."""
-        origin = net.origin_key(url)
+        origin = origin_key(url)
         got = self.hosts.get(origin)
         if got is None:
             got = self.hosts[origin] = host_of(url)
@@ -242,7 +242,7 @@ class _Downloader:
     def _hop_settings(self, job: _Job) -> tuple[dict[str, str], bool | str, str | None]:
         """Headers, TLS verification and proxy of a hop; the same for every first hop to one origin."""
         url = job.current
-        origin = net.origin_key(url)
+        origin = origin_key(url)
         cacheable = job.hops == 0 and not self.client.has_cookie_jar
         got = self.hop_cache.get(origin) if cacheable else None
         if got is None:

@@ -19,6 +19,12 @@ def is_http(url: str) -> bool:
     return url.lower().startswith(("http://", "https://"))
 
 
+def origin_key(url: str) -> str:
+    """'scheme://authority' of a URL, cut out without parsing it (a per-origin cache key)."""
+    end = url.find("/", url.find("//") + 2)
+    return url if end < 0 else url[:end]
+
+
 def is_file_url(url: str) -> bool:
     """True for file: URLs."""
     return url.lower().startswith("file:")
