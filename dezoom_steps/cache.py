@@ -12,6 +12,9 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+from typing import Any, Callable
+
+from dezoom_steps.errors import OutputError
 
 # Magic numbers of the image formats tiles come in.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -83,6 +86,28 @@ def cached_keys(cache_dir: str | os.PathLike[str], keys: list[str]) -> set[str]:
     except OSError:
         return set()
     return {k for k in keys if k in present and is_cached(cache_dir, k)}
+
+
+class TileStore:
+    """The `store` of a download that writes checked tiles into one cache folder, each under its key.
+
+    A check helper (checkworker.py) writes them itself when it has the folder; the cache write
+    then runs beside the download loop too.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike[str], key_of: Callable[[Any], str]):
+        self.directory = os.fspath(cache_dir)
+        self.key_of = key_of
+
+    def __call__(self, tile: Any, data: bytes) -> None:
+        try:
+            store(self.directory, self.key_of(tile), data)
+        except OSError as exc:
+            raise self.failure(exc.strerror or str(exc)) from None
+
+    def failure(self, reason: str) -> OutputError:
+        """The error that stops a download whose cache write failed (a full disk, say): exit 5."""
+        return OutputError(f"{self.directory}: cannot write to the tile cache ({reason})")
 
 
 def store(cache_dir: str | os.PathLike[str], key: str, data: bytes) -> Path:

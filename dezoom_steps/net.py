@@ -83,6 +83,7 @@ class NetOptions:
     host_parallelism: int | None = None  # requests in flight per host; None: same as parallelism
     max_retry_after: float = MAX_RETRY_AFTER  # a longer Retry-After waits this long (and says so)
     tile_check: str = "decode"  # "decode": tiles must decode; "header": magic bytes and header only
+    check_workers: int | None = None  # processes checking tiles; None: checkworker.default_workers
     block_file: str | None = None  # blocked-hosts record; None: blocked-hosts.json in the tile cache
     ignore_block: bool = False  # forget recorded blocks (anti-bot pages) and try the hosts again
 
@@ -95,6 +96,8 @@ class NetOptions:
             raise InputError(f"--host-parallelism must be at least 1 (got {self.host_parallelism})")
         if self.max_retry_after < 0:
             raise InputError("--max-retry-after cannot be negative")
+        if self.check_workers is not None and self.check_workers < 0:
+            raise InputError(f"--check-workers cannot be negative (got {self.check_workers})")
         if self.tile_check not in ("decode", "header"):
             raise InputError(f"--tile-check must be decode or header (got {self.tile_check!r})")
         # Spec §13: "`--parallelism 0` is accepted (it would hang)": refused here.

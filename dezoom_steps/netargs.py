@@ -76,6 +76,9 @@ def add_net_arguments(parser: argparse.ArgumentParser) -> None:
                    help="longest Retry-After honoured; a longer one waits this long (default 60s)")
     g.add_argument("--tile-check", choices=("decode", "header"), default=d.tile_check,
                    help="decode: a tile must decode fully (default); header: magic bytes and image header only")
+    g.add_argument("--check-workers", type=int, default=d.check_workers, metavar="N",
+                   help="processes that check tiles beside the download (default: 1 for 256 tiles or more "
+                        "on a machine with 2+ CPUs, else 0: checked in the download loop)")
     g.add_argument("--block-file", default=d.block_file, metavar="FILE",
                    help="record of hosts that served an anti-bot page (default: blocked-hosts.json in the tile cache)")
     g.add_argument("--ignore-block", action="store_true",
@@ -94,5 +97,6 @@ def net_options(args: argparse.Namespace) -> NetOptions:
         allow_private_networks=args.allow_private_networks, max_document_bytes=args.max_document_bytes,
         max_tile_bytes=args.max_tile_bytes, input_url=args.input_url,
         host_parallelism=args.host_parallelism, max_retry_after=args.max_retry_after, tile_check=args.tile_check,
+        check_workers=args.check_workers,
         block_file=args.block_file, ignore_block=args.ignore_block,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -182,10 +183,14 @@ class Transfers:
         self._busy[c] = transfer
         self.multi.add_handle(c)
 
-    def poll(self, wait: float) -> list[Outcome]:
-        """Wait up to `wait` seconds for network activity, move the transfers on, return the finished ones."""
+    def poll(self, wait: float, also: list[int] | None = None) -> list[Outcome]:
+        """Wait up to `wait` seconds for network activity (or for a file descriptor of `also` to become
+        readable), move the transfers on, return the finished ones."""
         if self._busy and wait > 0:
-            self.multi.select(wait)
+            if also:
+                self._select(wait, also)
+            else:
+                self.multi.select(wait)
         while True:
             ret, _ = self.multi.perform()
             if ret != pycurl.E_CALL_MULTI_PERFORM:
@@ -200,6 +205,14 @@ class Transfers:
             if not queued:
                 break
         return done
+
+    def _select(self, wait: float, also: list[int]) -> None:
+        """`multi.select`, with more file descriptors to wake up for."""
+        read, write, error = self.multi.fdset()
+        due_ms = self.multi.timeout()  # libcurl's own next deadline (-1: none)
+        if due_ms >= 0:
+            wait = min(wait, due_ms / 1000)
+        select.select(read + also, write, error, wait)
 
     def _finish(self, c: pycurl.Curl, code: int, message: str) -> Outcome:
         transfer = self._busy.pop(c)

@@ -86,7 +86,7 @@ def net_args(config: dict[str, Any], input_url: str | None = None) -> str:
             args.append(flag)
     # Politeness and tile checks (see netargs.add_net_arguments); one block record for the whole run.
     for key, flag in (("host_parallelism", "--host-parallelism"), ("max_retry_after", "--max-retry-after"),
-                      ("tile_check", "--tile-check")):
+                      ("tile_check", "--tile-check"), ("check_workers", "--check-workers")):
         if config.get(key) is not None:
             args += [flag, config[key]]
     block_file = config.get("block_file") or (f"{config['cache_dir']}/blocked-hosts.json" if config.get("cache_dir") else None)

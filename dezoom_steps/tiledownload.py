@@ -2,9 +2,11 @@
 
 `download_tiles` is what the fetch and fill steps call. The transfers run on libcurl's multi
 interface (netcurl.py); `net.HttpClient` prepares each hop (URL, headers, address policy, TLS,
-proxy), so tiles and documents follow the same rules. Bodies are checked and stored in the same
-thread, between two turns of the network loop: measured here (issue 7), handing them to worker
-threads made a 4,345-tile download twice as slow, the threads and the loop taking turns on the GIL.
+proxy), so tiles and documents follow the same rules. Bodies are checked in helper processes
+(checkworker.py) when the download is large enough and the machine has a CPU to spare, else in
+this thread between two turns of the loop; they are stored here once their verdict is in.
+Measured (issue 7): the decode check in helper threads made a 4,345-tile download twice as slow
+(the threads and the loop taking turns on the GIL); in a helper process it runs beside the loop.
 
 * politeness (dezoom_steps/politeness.py): per-host concurrency and start interval, Retry-After
   holds, adaptive slow-down on 429/503, and host blocks on anti-bot pages (blockpage.py);
@@ -22,9 +24,9 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sized
 
-from dezoom_steps import blockpage, net, netcurl, politeness, retrypolicy, tilecheck
+from dezoom_steps import blockpage, cache, checkworker, net, netcurl, politeness, retrypolicy, tilecheck
 from dezoom_steps.errors import HostBlocked
 from dezoom_steps.politeness import HostGate, host_of
 from dezoom_steps.urls import is_file_url, is_http, origin_key
@@ -106,8 +108,12 @@ class _Downloader:
 
     def __init__(self, options: net.NetOptions, headers: Mapping[str, str], gate: HostGate,
                  process: Callable[[Any, bytes], bytes] | None, store: Callable[[Any, bytes], None] | None,
-                 allow_file_urls: bool, retry_log: retrypolicy.RetryLog):
+                 allow_file_urls: bool, retry_log: retrypolicy.RetryLog, check_workers: int = 0):
         self.options, self.gate, self.process, self.store = options, gate, process, store
+        # A cache store is written by the check helpers themselves; any other store runs here.
+        self.helper_store = store if isinstance(store, cache.TileStore) else None
+        self.checks = (checkworker.CheckPool(check_workers, self.helper_store and self.helper_store.directory)
+                       if check_workers > 0 else None)
         self.allow_file_urls, self.retry_log = allow_file_urls, retry_log
         self.client = net.HttpClient(options)  # prepares each hop; the transfers run here
         self.base = self.client.base_headers(headers)
@@ -153,20 +159,27 @@ class _Downloader:
             if self.timers:
                 wake = min(wake, self.timers[0][0] - now)
             wake = max(0.0, min(wake, 1.0))
+            checking = self.checks.fds() if self.checks is not None else []
             if self.transfers.active:
-                outcomes = self.transfers.poll(wake)
+                outcomes = self.transfers.poll(wake, checking)
                 interrupts.check()  # Ctrl-C: out of the loop now (the transfers are closed by `close`)
                 for outcome in outcomes:
                     self._arrived(outcome)
+            elif checking:
+                self.checks.wait(wake)  # type: ignore[union-attr]
             elif wake > 0 and (self.waiting or self.timers):
                 time.sleep(wake)  # only the gate or a retry's backoff can move things on
             interrupts.check()
+            if checking:
+                self._verdicts()
         return self.results
 
     def close(self) -> None:
-        """Stop the transfers and close their connections."""
+        """Stop the transfers and close their connections; end the check helpers."""
         self.gate.close()
         self.transfers.close()
+        if self.checks is not None:
+            self.checks.close()
 
     def _admit(self, tile: TileLike) -> None:
         """A new tile: local files go to the pool, http(s) tiles wait for their host's gate."""
@@ -346,11 +359,33 @@ class _Downloader:
                     data = self.process(job.tile, raw)
                 except Exception as exc:  # a decoder's failure is retried like a download's (spec §7.4)
                     raise net.AttemptFailed(f"unable to process the downloaded tile: {exc}") from None
+            if self.checks is not None and self.checks.usable:
+                name = self.helper_store.key_of(job.tile) if self.helper_store is not None else ""
+                self.checks.submit((job, data), data, ctype, self.options.tile_check, name)
+                return  # the verdict comes back through `_verdicts`
             check_tile_body(data, ctype, self.options.tile_check)
         except net.AttemptFailed as exc:
             self._failed(job, exc)
             return
-        if self.store is not None:
+        self._checked(job, data)
+
+    def _verdicts(self) -> None:
+        """Tiles whose check helper has answered: stored and done, or failed attempts."""
+        assert self.checks is not None
+        try:
+            verdicts = self.checks.verdicts()
+        except checkworker.StoreFailed as exc:
+            assert self.helper_store is not None
+            raise self.helper_store.failure(str(exc)) from None
+        for (job, data), why in verdicts:
+            if why is None:
+                self._checked(job, data, stored=self.helper_store is not None)
+            else:
+                self._failed(job, net.AttemptFailed(why))
+
+    def _checked(self, job: _Job, data: bytes, stored: bool = False) -> None:
+        """A valid body: into the store (unless a helper `stored` it), then the tile is done."""
+        if self.store is not None and not stored:
             self.store(job.tile, data)  # its errors (e.g. a full disk) stop the download
         self._finish(TileResult(job.tile, data, 200, None, job.attempts))
 
@@ -395,7 +430,9 @@ def download_tiles(
     `headers` are the complete request headers (see `build_headers`). `process(tile, raw)` may
     transform a body (e.g. decrypt) before the image check; its errors count as failed attempts.
     `store(tile, data)` runs for each checked tile before its result is reported (e.g. the
-    cache write); its errors stop the download. `on_result` runs in the
+    cache write); its errors stop the download. Bodies are checked in `options.check_workers`
+    helper processes (None: `checkworker.default_workers`, which counts `tiles` when it is
+    a list). `on_result` runs in the
     calling thread, in completion order. When it is given, the returned results do not keep the
     tile bytes (memory stays bounded by the tiles in progress).
 
@@ -406,7 +443,10 @@ def download_tiles(
     record = block_record(options, block_file)
     gate = HostGate(options.host_parallelism or options.parallelism, options.min_interval, record)
     retry_log = retrypolicy.RetryLog()
-    loop = _Downloader(options, headers, gate, process, store, allow_file_urls, retry_log)
+    workers = options.check_workers
+    if workers is None:
+        workers = checkworker.default_workers(len(tiles) if isinstance(tiles, Sized) else None)
+    loop = _Downloader(options, headers, gate, process, store, allow_file_urls, retry_log, workers)
     try:
         results = loop.run(tiles, on_result)
     finally:

@@ -101,12 +101,15 @@ def broken_site(tmp_path: Path, fault_server):  # noqa: F811
     return fault_server(root), files
 
 
-def test_invalid_tiles_are_retried_then_missing_and_never_cached(broken_site, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-loop", "helpers"])
+def test_invalid_tiles_are_retried_then_missing_and_never_cached(broken_site, tmp_path: Path, workers: int) -> None:
+    """The same verdicts whether the download loop checks the tiles or check helper processes do
+    (which also write the cache themselves)."""
     srv, files = broken_site
     urls = [srv.url(p) for p in ("good.jpg", "cut.jpg", "bomb.png", "error.jpg", "m/html=1/good.jpg", "m/empty=1/good.jpg")]
     tiles_json, cache_dir = tmp_path / "tiles.json", tmp_path / "cache"
     write_tiles(tiles_json, srv.url("ImageProperties.xml"), urls)
-    opts = net.NetOptions(parallelism=2, retries=2, retry_delay=0.02, min_interval=0, timeout=5)
+    opts = net.NetOptions(parallelism=2, retries=2, retry_delay=0.02, min_interval=0, timeout=5, check_workers=workers)
     report = fetch_tiles(tiles_json=tiles_json, cache_dir=cache_dir, report=tmp_path / "r.json", options=opts)
     failed = {f["url"].rsplit("/", 1)[-1]: f for f in report["failed"]}
     assert set(failed) == {"cut.jpg", "bomb.png", "error.jpg"}
@@ -119,10 +122,11 @@ def test_invalid_tiles_are_retried_then_missing_and_never_cached(broken_site, tm
         check_tile(data)  # everything in the cache decodes
 
 
-def test_header_mode_skips_the_decode(broken_site) -> None:
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-loop", "helper"])
+def test_header_mode_skips_the_decode(broken_site, workers: int) -> None:
     srv, files = broken_site
     tiles = [TileRef(index=i, col=0, row=0, url=srv.url(p), x=0, y=0, w=1, h=1) for i, p in enumerate(("cut.jpg", "bomb.png"))]
-    opts = net.NetOptions(retries=0, min_interval=0, timeout=5, tile_check="header")
+    opts = net.NetOptions(retries=0, min_interval=0, timeout=5, tile_check="header", check_workers=workers)
     cut, bomb = sorted(tiledownload.download_tiles(tiles, opts, {}), key=lambda r: r.tile.index)
     assert cut.ok and cut.data == files["cut.jpg"]
     assert not bomb.ok and "larger than" in bomb.error

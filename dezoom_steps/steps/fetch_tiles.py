@@ -20,7 +20,7 @@ from dataclasses import replace
 from dezoom_steps import cache, jsonio, net, scope, tiledownload
 from dezoom_steps.dezoomers import by_name
 from dezoom_steps.dezoomers.base import Dezoomer
-from dezoom_steps.errors import HostBlocked, InputError, OutputError
+from dezoom_steps.errors import HostBlocked, InputError
 from dezoom_steps.fill import require_all
 from dezoom_steps.model import TileRef
 from dezoom_steps.politeness import RECORD_NAME
@@ -112,11 +112,7 @@ def fetch_tiles(
     totals = {"downloaded": 0, "bytes": 0}
     bar = _progress_bar(progress, len(assigned), len(assigned) - len(todo), doc["image"])
 
-    def store(tile: TileRef, data: bytes) -> None:  # before on_result sees the tile
-        try:
-            cache.store(cache_dir, by_index[tile.index]["key"], data)
-        except OSError as exc:
-            raise OutputError(f"{cache_dir}: cannot write to the tile cache ({exc.strerror or exc})") from None
+    store = cache.TileStore(cache_dir, lambda tile: by_index[tile.index]["key"])  # before on_result sees the tile
 
     def on_result(res: tiledownload.TileResult) -> None:
         tile = res.tile
@@ -133,7 +129,7 @@ def fetch_tiles(
     blocked: HostBlocked | None = None
     try:
         tiledownload.download_tiles(
-            (TileRef.from_json(t) for t in todo), options, headers, on_result,
+            [TileRef.from_json(t) for t in todo], options, headers, on_result,
             process=process if decode is not None else None,
             store=store,
             # Field notes S3: local files only when the user's input is itself a local file.

@@ -1,0 +1,246 @@
+"""Tile checks in helper processes: bodies go down a pipe, verdicts come back.
+
+Field notes S5: "decode in a worker with limits". Decoding a tile to check it is the largest
+cost of a download after the network itself (issue 7: about a third of the download loop's
+time on 256 px JPEG tiles); in its own process it runs beside the loop on another CPU, and a
+decoder crash on a hostile tile ends the helper, not the download. The helpers are plain
+`python -c` processes reading frames on stdin and writing verdicts on stdout; they hold no
+network connection and no file of the parent.
+
+Given a cache folder, a helper also writes each valid tile there (cache.store) before it
+answers: the download loop then only moves bytes between the network and the helpers.
+
+Frames, little-endian. Request: token u32, mode u8 (0 decode, 1 header), content-type length
+u32, cache key length u32, body length u32, then the content type (latin-1), the key (ASCII;
+empty: not stored) and the body. Verdict: token u32, outcome u8 (VALID, INVALID, NOT_STORED),
+message length u32, then the message (UTF-8: why the tile is invalid, or the write error).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+from typing import Any
+
+REQUEST = struct.Struct("<IBIII")
+VERDICT = struct.Struct("<IBI")
+MODES = ("decode", "header")
+VALID, INVALID, NOT_STORED = 1, 0, 2  # verdict outcomes
+PIPE_BYTES = 1 << 20  # request pipe size asked of Linux (F_SETPIPE_SZ): tiles queued without blocking
+MIN_TILES = 256  # fewer tiles than this: checked in the download loop (a helper's start-up is ~50 ms)
+MAX_RESTARTS = 3  # helpers that died (e.g. a decoder crash) replaced before checks go back in-loop
+_F_SETPIPE_SZ = 1031  # fcntl.h (Linux)
+
+
+class WorkerDied(Exception):
+    """A check helper ended (crashed, killed) with checks pending; the message says how."""
+
+
+class StoreFailed(Exception):
+    """A helper could not write a valid tile into the cache (a full disk, say); the message is why."""
+
+
+def default_workers(tiles: int | None) -> int:
+    """Helpers used when `--check-workers` is not given: one on a machine with two or more CPUs
+    for a download of at least MIN_TILES tiles (unknown counts included), else none."""
+    if tiles is not None and tiles < MIN_TILES:
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return 1 if cpus >= 2 else 0
+
+
+class _Helper:
+    """One helper process and the keys of the checks it has not answered yet."""
+
+    def __init__(self, store_dir: str | None) -> None:
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+                f"from dezoom_steps.checkworker import serve; serve({store_dir!r})")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     bufsize=0, close_fds=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.send_fd = self.proc.stdin.fileno()
+        self.recv_fd = self.proc.stdout.fileno()
+        try:
+            import fcntl
+            fcntl.fcntl(self.send_fd, _F_SETPIPE_SZ, PIPE_BYTES)
+        except (ImportError, OSError):
+            pass  # the default pipe size: the loop waits a little more often
+        os.set_blocking(self.recv_fd, False)
+        self.pending: dict[int, Any] = {}
+        self.buffer = bytearray()
+
+    def send(self, token: int, key: Any, data: bytes, ctype: str, mode: str, name: str) -> None:
+        """Queue one check (blocks only while the helper is a pipe's worth of tiles behind)."""
+        ctype_bytes, name_bytes = ctype.encode("latin-1", "replace"), name.encode("ascii")
+        head = REQUEST.pack(token, MODES.index(mode), len(ctype_bytes), len(name_bytes), len(data))
+        frame = memoryview(head + ctype_bytes + name_bytes + data)
+        self.pending[token] = key
+        while frame:
+            frame = frame[os.write(self.send_fd, frame):]
+
+    def receive(self) -> list[tuple[Any, str | None]]:
+        """The verdicts that have arrived: (key, None) for a valid tile, (key, why) otherwise.
+
+        Raises StoreFailed when a valid tile could not be written (the download stops).
+        """
+        while True:
+            try:
+                chunk = os.read(self.recv_fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                raise WorkerDied(self._ended())
+            self.buffer += chunk
+        out: list[tuple[Any, str | None]] = []
+        buf, pos = self.buffer, 0
+        while len(buf) - pos >= VERDICT.size:
+            token, outcome, length = VERDICT.unpack_from(buf, pos)
+            end = pos + VERDICT.size + length
+            if end > len(buf):
+                break
+            message = bytes(buf[pos + VERDICT.size:end]).decode("utf-8", "replace")
+            if outcome == NOT_STORED:
+                raise StoreFailed(message)
+            out.append((self.pending.pop(token), None if outcome == VALID else message))
+            pos = end
+        del buf[:pos]
+        return out
+
+    def _ended(self) -> str:
+        code = self.proc.wait()
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"the tile check process ended by {name}"
+        return f"the tile check process ended (exit {code})"
+
+    def close(self) -> None:
+        """End the helper: its input closes, it finishes and exits."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class CheckPool:
+    """Up to `workers` helper processes checking tile bodies (and storing the valid ones in
+    `store_dir` when given); verdicts are collected with `verdicts`."""
+
+    def __init__(self, workers: int, store_dir: str | None = None):
+        self.workers, self.store_dir = workers, store_dir
+        self.helpers: list[_Helper] = []
+        self.restarts = 0
+        self._tokens = 0
+        self._next = 0
+
+    @property
+    def pending(self) -> int:
+        """Checks sent and not answered yet."""
+        return sum(len(h.pending) for h in self.helpers)
+
+    @property
+    def usable(self) -> bool:
+        """False once helpers died more than MAX_RESTARTS times: the caller checks in its own process."""
+        return self.restarts <= MAX_RESTARTS
+
+    def submit(self, key: Any, data: bytes, ctype: str, mode: str, name: str = "") -> None:
+        """Send one body to be checked (and stored as `name` in the store folder when given); its
+        verdict comes back with `key` from `verdicts`."""
+        if len(self.helpers) < self.workers:
+            self.helpers.append(_Helper(self.store_dir))
+        helper = min(self.helpers, key=lambda h: len(h.pending))
+        self._tokens = (self._tokens + 1) & 0xFFFFFFFF
+        try:
+            helper.send(self._tokens, key, data, ctype, mode, name)
+        except (BrokenPipeError, OSError):
+            # A dead helper: what it held comes back as failed checks from `verdicts`.
+            helper.pending.setdefault(self._tokens, key)
+
+    def fds(self) -> list[int]:
+        """The file descriptors that become readable when verdicts arrive."""
+        return [h.recv_fd for h in self.helpers if h.pending]
+
+    def verdicts(self) -> list[tuple[Any, str | None]]:
+        """Every verdict that has arrived: (key, None) valid, (key, why) invalid or not checked.
+
+        Raises StoreFailed when a helper could not write a valid tile.
+        """
+        out: list[tuple[Any, str | None]] = []
+        for helper in list(self.helpers):
+            if not helper.pending:
+                continue
+            try:
+                out += helper.receive()
+            except WorkerDied as died:
+                out += [(key, str(died)) for key in helper.pending.values()]
+                helper.pending.clear()
+                self.helpers.remove(helper)
+                helper.close()
+                self.restarts += 1
+        return out
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for a verdict."""
+        fds = self.fds()
+        if fds:
+            select.select(fds, [], [], timeout)
+
+    def close(self) -> None:
+        """End every helper."""
+        for helper in self.helpers:
+            helper.close()
+        self.helpers.clear()
+
+
+def _read_exact(stream: Any, n: int) -> bytes | None:
+    data = stream.read(n)
+    return data if len(data) == n else None
+
+
+def serve(store_dir: str | None = None) -> None:
+    """The helper's loop: read requests on stdin until it closes, answer each on stdout."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes our stdin
+    from dezoom_steps import cache, tilecheck
+
+    src, out = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        head = _read_exact(src, REQUEST.size)
+        if head is None:
+            break
+        token, mode, ctype_len, name_len, data_len = REQUEST.unpack(head)
+        ctype = _read_exact(src, ctype_len) if ctype_len else b""
+        name = _read_exact(src, name_len) if name_len else b""
+        data = _read_exact(src, data_len)
+        if ctype is None or name is None or data is None:
+            break
+        outcome, message = VALID, b""
+        try:
+            tilecheck.check_tile(data, ctype.decode("latin-1"), mode=MODES[mode])
+        except tilecheck.TileInvalid as exc:
+            outcome, message = INVALID, str(exc).encode("utf-8", "replace") or b"invalid tile"
+        except Exception as exc:  # a decoder failure of any kind: the tile is refused, the helper goes on
+            outcome, message = INVALID, f"the tile check failed ({type(exc).__name__})".encode()
+        if outcome == VALID and name and store_dir is not None:
+            try:
+                cache.store(store_dir, name.decode("ascii"), data)
+            except OSError as exc:
+                outcome, message = NOT_STORED, (exc.strerror or str(exc)).encode("utf-8", "replace")
+        out.write(VERDICT.pack(token, outcome, len(message)) + message)
+        out.flush()
+
+
+__all__ = ["CheckPool", "MIN_TILES", "StoreFailed", "WorkerDied", "default_workers", "serve"]
