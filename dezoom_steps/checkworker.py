@@ -212,8 +212,19 @@ def _read_exact(stream: Any, n: int) -> bytes | None:
 
 
 def serve(store_dir: str | None = None) -> None:
-    """The helper's loop: read requests on stdin until it closes, answer each on stdout."""
+    """The helper's process: answer requests until stdin closes; a parent that went away ends it
+    quietly, anything else with one line on stderr (never a traceback)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes our stdin
+    try:
+        _serve(store_dir)
+    except BrokenPipeError:  # the parent stopped reading (it ended): nothing to tell anyone
+        os._exit(0)
+    except Exception as exc:
+        print(f"dezoom: tile check helper stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        os._exit(1)
+
+
+def _serve(store_dir: str | None) -> None:
     from dezoom_steps import cache, tilecheck
 
     src, out = sys.stdin.buffer, sys.stdout.buffer

@@ -141,3 +141,24 @@ def test_fetch_into_an_unwritable_cache_stops_with_one_output_error(tmp_path: Pa
     assert str(err.value) == f"{blocker / 'cache'}: cannot write to the tile cache (Not a directory)"
     assert cache.cached_keys(blocker / "cache", [cache.cache_key(srv.url("t.jpg"))]) == set()
 
+
+
+def test_a_helper_whose_parent_stopped_reading_exits_quietly(tmp_path: Path) -> None:
+    """The parent gone (its end of the verdict pipe closed): exit 0, nothing on stderr."""
+    import subprocess
+    import sys
+
+    data, ctype = bodies()["jpeg"]
+    code = "from dezoom_steps.checkworker import serve; serve()"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=Path(checkworker.__file__).parents[1])
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # nobody will read the verdicts
+    frame = checkworker.REQUEST.pack(1, 0, len(ctype), 0, len(data)) + ctype.encode() + data
+    try:
+        proc.stdin.write(frame * 3)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # the helper may already be gone: its first answer found no reader
+    assert proc.wait(timeout=30) == 0
+    assert proc.stderr.read() == b""
