@@ -36,10 +36,6 @@ MAX_RESTARTS = 3  # helpers that died (e.g. a decoder crash) replaced before che
 _F_SETPIPE_SZ = 1031  # fcntl.h (Linux)
 
 
-class WorkerDied(Exception):
-    """A check helper ended (crashed, killed) with checks pending; the message says how."""
-
-
 class StoreFailed(Exception):
     """A helper could not write a valid tile into the cache (a full disk, say); the message is why."""
 
@@ -86,18 +82,21 @@ class _Helper:
         while frame:
             frame = frame[os.write(self.send_fd, frame):]
 
-    def receive(self) -> list[tuple[Any, str | None]]:
-        """The verdicts that have arrived: (key, None) for a valid tile, (key, why) otherwise.
+    def receive(self) -> tuple[list[tuple[Any, str | None]], str | None]:
+        """The verdicts that have arrived: (key, None) for a valid tile, (key, why) otherwise; and
+        how the helper ended when it did (its checks still pending then have no verdict).
 
         Raises StoreFailed when a valid tile could not be written (the download stops).
         """
+        ended = None
         while True:
             try:
                 chunk = os.read(self.recv_fd, 1 << 16)
             except BlockingIOError:
                 break
             if not chunk:
-                raise WorkerDied(self._ended())
+                ended = self._ended()
+                break
             self.buffer += chunk
         out: list[tuple[Any, str | None]] = []
         buf, pos = self.buffer, 0
@@ -112,7 +111,7 @@ class _Helper:
             out.append((self.pending.pop(token), None if outcome == VALID else message))
             pos = end
         del buf[:pos]
-        return out
+        return out, ended
 
     def _ended(self) -> str:
         code = self.proc.wait()
@@ -183,10 +182,10 @@ class CheckPool:
         for helper in list(self.helpers):
             if not helper.pending:
                 continue
-            try:
-                out += helper.receive()
-            except WorkerDied as died:
-                out += [(key, str(died)) for key in helper.pending.values()]
+            arrived, ended = helper.receive()
+            out += arrived
+            if ended is not None:  # what it answered before it ended counts; the rest failed
+                out += [(key, ended) for key in helper.pending.values()]
                 helper.pending.clear()
                 self.helpers.remove(helper)
                 helper.close()
@@ -254,4 +253,4 @@ def _serve(store_dir: str | None) -> None:
         out.flush()
 
 
-__all__ = ["CheckPool", "MIN_TILES", "StoreFailed", "WorkerDied", "default_workers", "serve"]
+__all__ = ["CheckPool", "MIN_TILES", "StoreFailed", "default_workers", "serve"]

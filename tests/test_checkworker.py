@@ -162,3 +162,30 @@ def test_a_helper_whose_parent_stopped_reading_exits_quietly(tmp_path: Path) -> 
         pass  # the helper may already be gone: its first answer found no reader
     assert proc.wait(timeout=30) == 0
     assert proc.stderr.read() == b""
+
+
+def test_verdicts_a_helper_sent_before_it_died_still_count() -> None:
+    """Answers already in the pipe are read before the helper's end is noticed: those tiles are
+    done (checked and stored), only the unanswered ones fail."""
+    import fcntl
+    import termios
+
+    pool = CheckPool(1)
+    data, ctype = bodies()["jpeg"]
+    try:
+        pool.submit("a", data, ctype, "decode")
+        pool.submit("b", data, ctype, "decode")
+        helper = pool.helpers[0]
+        waiting = bytearray(4)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # both answers written, none read yet
+            fcntl.ioctl(helper.recv_fd, termios.FIONREAD, waiting)
+            if int.from_bytes(waiting, "little") >= 2 * checkworker.VERDICT.size:
+                break
+            time.sleep(0.01)
+        os.kill(helper.proc.pid, signal.SIGKILL)
+        helper.proc.wait()
+        pool.submit("c", data, ctype, "decode")
+        assert collect(pool, 3) == {"a": None, "b": None, "c": "the tile check process ended by SIGKILL"}
+    finally:
+        pool.close()
