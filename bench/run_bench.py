@@ -31,13 +31,10 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,10 +47,10 @@ RIG_DIR = REPO / "tests" / "rig"
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 from machine import machine_facts  # noqa: E402
+from measure import TIME_BIN, Run, measure, time_available  # noqa: E402
 from rigutil import label_box, rig_ports, servers_running  # noqa: E402
 
 SCHEMA = "dezoom-steps/bench/1"
-TIME_BIN = "/usr/bin/time"
 PARALLELISM = 16
 RSS_TARGET_MB = 300  # issue 2: peak RSS under 300 MB for PNG output of the medium image
 MB = 1e6
@@ -92,65 +89,7 @@ VIPS_SAVE = {
 
 # ------------------------------------------------------------------ measuring one process
 
-@dataclass
-class Measured:
-    """What one child process cost, measured from outside."""
-
-    cmd: list[str]
-    exit_code: int
-    wall_s: float
-    peak_rss_kb: int
-    user_s: float
-    sys_s: float
-    stdout: str = ""
-    stderr: str = ""
-
-    def summary(self) -> dict[str, Any]:
-        """The JSON figures of this run."""
-        return {"wall_s": round(self.wall_s, 3), "peak_rss_mb": round(self.peak_rss_kb * 1024 / MB, 1),
-                "user_s": round(self.user_s, 2), "sys_s": round(self.sys_s, 2)}
-
-
-def measure(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 900) -> Measured:
-    """Run `cmd` and return its wall time, peak RSS and CPU times (GNU time -v, else os.wait4)."""
-    use_time = os.access(TIME_BIN, os.X_OK)
-    with tempfile.TemporaryDirectory(prefix="bench-measure-") as tmp:
-        out_p, err_p, time_p = Path(tmp, "out"), Path(tmp, "err"), Path(tmp, "time")
-        full = [TIME_BIN, "-v", "-o", str(time_p), *cmd] if use_time else cmd
-        with open(out_p, "wb") as out, open(err_p, "wb") as err:
-            start = time.perf_counter()
-            proc = subprocess.Popen(full, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-            timer = threading.Timer(timeout, proc.kill)
-            timer.start()
-            try:
-                _, status, usage = os.wait4(proc.pid, 0)
-            finally:
-                timer.cancel()
-            wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        stdout, stderr = out_p.read_text(errors="replace"), err_p.read_text(errors="replace")
-        if use_time:
-            report = time_p.read_text(errors="replace")
-            rss = int(_field(report, r"Maximum resident set size \(kbytes\): (\d+)"))
-            user = float(_field(report, r"User time \(seconds\): ([\d.]+)"))
-            syst = float(_field(report, r"System time \(seconds\): ([\d.]+)"))
-            code = int(_field(report, r"Exit status: (-?\d+)", str(proc.returncode)))
-        else:  # Linux reports ru_maxrss in KiB
-            rss, user, syst, code = usage.ru_maxrss, usage.ru_utime, usage.ru_stime, proc.returncode
-    return Measured(cmd, code, wall, rss, user, syst, stdout, stderr)
-
-
-def _field(text: str, pattern: str, default: str | None = None) -> str:
-    """The first group of `pattern` in GNU time's report."""
-    m = re.search(pattern, text)
-    if m is None:
-        if default is None:
-            raise RuntimeError(f"no {pattern!r} in the report of {TIME_BIN}:\n{text[-500:]}")
-        return default
-    return m.group(1)
-
-
-def checked(m: Measured, what: str) -> Measured:
+def checked(m: Run, what: str) -> Run:
     """`m`, or a RuntimeError naming `what` when the process failed."""
     if m.exit_code != 0:
         raise RuntimeError(f"{what} failed (exit {m.exit_code}): {' '.join(m.cmd)}\n"
@@ -248,7 +187,7 @@ class Bench:
     ref: Reference | None = None
     problems: list[str] = field(default_factory=list)
 
-    def dezoom(self, url: str, out: Path, cache: Path) -> Measured:
+    def dezoom(self, url: str, out: Path, cache: Path) -> Run:
         """One measured `python -m dezoom_steps` run."""
         cmd = [sys.executable, "-m", "dezoom_steps", url, str(out), "-n", str(PARALLELISM), "-i", "0ms",
                "-c", str(cache)]
@@ -276,7 +215,7 @@ class Bench:
         if not ok:
             self.problems.append(f"fetch_tiles: downloaded {body['downloaded']} of {n_tiles}, "
                                  f"{len(body['failed'])} failed")
-        return {**m.summary(), "tiles": n_tiles, "tiles_per_s": round(n_tiles / m.wall_s, 1),
+        return {**m.figures(), "tiles": n_tiles, "tiles_per_s": round(n_tiles / m.wall_s, 1),
                 "step_seconds": body["seconds"], "bytes": body["bytes"], "ok": ok}
 
     def curl(self, urls: list[str], expected_bytes: int, folder: Path) -> dict[str, Any]:
@@ -292,7 +231,7 @@ class Bench:
         if not ok:
             self.problems.append(f"curl: {codes.count('200')} of {len(urls)} answers were 200, "
                                  f"{size} bytes (our fetch step: {expected_bytes})")
-        return {**m.summary(), "tiles": len(urls), "tiles_per_s": round(len(urls) / m.wall_s, 1),
+        return {**m.figures(), "tiles": len(urls), "tiles_per_s": round(len(urls) / m.wall_s, 1),
                 "bytes": size, "ok": ok}
 
     def end_to_end(self, source: Source, fmt: str, n_tiles: int, folder: Path) -> dict[str, Any]:
@@ -306,7 +245,7 @@ class Bench:
             out = folder / f"{source.name}-{phase}.{fmt}"
             m = self.dezoom(url, out, cache)
             side = json.loads(Path(f"{out}.json").read_text())
-            row[phase] = {**m.summary(), "tiles_per_s": round(side["tiles_total"] / m.wall_s, 1),
+            row[phase] = {**m.figures(), "tiles_per_s": round(side["tiles_total"] / m.wall_s, 1),
                           "output_mb": round(out.stat().st_size / MB, 2)}
             row.setdefault("tiles", side["tiles_total"])
             row.setdefault("sha256", side["sha256"])
@@ -350,7 +289,7 @@ class Bench:
             self.problems.append(f"vips {op} {src.name} {settings}: output is {size[0]}x{size[1]}")
         row = {"format": fmt, "settings": settings,
                "command": f"vips {op} {src.name}[page=0] out.{fmt} {' '.join(opts)}".strip(),
-               **m.summary(), "output_mb": round(out.stat().st_size / MB, 2), "size_ok": ok}
+               **m.figures(), "output_mb": round(out.stat().st_size / MB, 2), "size_ok": ok}
         out.unlink()
         return row
 
@@ -372,7 +311,7 @@ def machine_info() -> dict[str, Any]:
         **facts, "python_executable": Path(sys.executable).name,
         "tools": {"vips": first_line(["vips", "--version"]), "curl": " ".join(first_line(["curl", "--version"]).split()[:2]),
                   "nginx": first_line(["nginx", "-v"]) if shutil.which("nginx") else first_line(["/usr/sbin/nginx", "-v"]),
-                  "rss_measured_by": f"{TIME_BIN} -v" if os.access(TIME_BIN, os.X_OK) else "os.wait4 ru_maxrss"},
+                  "rss_measured_by": f"{TIME_BIN} -v"},
     }
 
 
@@ -431,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, help="result JSON (default bench/results/bench-<date>.json)")
     p.add_argument("--keep", type=Path, help="work in this folder and keep caches and lists (default: a temp folder)")
     a = p.parse_args(argv)
+    if not time_available():
+        print(f"bench: {TIME_BIN} missing; install GNU time (scripts/setup.sh --test)", file=sys.stderr)
+        return 2
     if set(a.sources.split(",")) - set(SOURCES):
         p.error(f"sources are {', '.join(SOURCES)}")
     sources = [SOURCES[s] for s in a.sources.split(",")]
@@ -462,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.ref = Reference(bench.www)
         # what the interpreter and the modules of a CLI run hold before any work: context for RSS
         base = checked(measure([sys.executable, "-c", BASELINE_IMPORTS], work, env), "baseline imports")
-        result["baseline_imports"] = base.summary()
+        result["baseline_imports"] = base.figures()
         for source in sources:
             folder = work / source.name
             folder.mkdir(exist_ok=True)
