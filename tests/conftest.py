@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -12,6 +13,10 @@ import pytest
 
 from rigutil import RIG_DIR, Rig, rig_ports, rig_run_dir, servers_running
 from slurm_fixture import slurm  # noqa: F401  (the `slurm` fixture, for every test module)
+
+import required
+
+unavailable = functools.partial(required.unavailable, need='the rig is required')  # skip locally, fail under CI=true
 
 IIPSRV = os.environ.get("IIPSRV", "/usr/lib/iipimage-server/iipsrv.fcgi")
 RIG_MARKER = "rig: needs the loopback tile servers (nginx, iipsrv, vips pyramids)"
@@ -47,13 +52,6 @@ def _slurm_controller_up(request: pytest.FixtureRequest) -> None:
         pass
 
 
-def _unavailable(message: str) -> None:
-    """Skip on a developer machine; fail under CI=true, where the rig must be there."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{message} (CI=true: the rig is required)", pytrace=False)
-    pytest.skip(message)
-
-
 def _missing_tools() -> list[str]:
     """Names of the rig's programs that cannot be found."""
     missing = [t for t in ("vips", "curl", "openssl") if shutil.which(t) is None]
@@ -87,7 +85,7 @@ def rig() -> Iterator[Rig]:
     already running or RIG_KEEP=1."""
     missing = _missing_tools()
     if missing:
-        _unavailable(f"rig tools missing: {', '.join(missing)}; install them with "
+        unavailable(f"rig tools missing: {', '.join(missing)}; install them with "
                      "scripts/setup.sh --test (or tests/rig/install_packages.sh)")
     env = dict(os.environ)
     env["SIZES"] = os.environ.get("RIG_SIZES", "small")  # "small medium" for the bench

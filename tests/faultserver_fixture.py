@@ -17,7 +17,6 @@ Every server started by a test is terminated (by pid) when the test ends.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+
+from required import unavailable
 
 SERVER = Path(__file__).resolve().parent / "servers" / "faultserver.py"
 START_TIMEOUT = 10.0
@@ -79,7 +80,7 @@ def self_signed_certificate(workdir: Path) -> tuple[Path, Path]:
     openssl = shutil.which("openssl")
     if openssl is None:
         message = "openssl is needed for the HTTPS fault server"
-        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+        unavailable(message)
     cert, key = workdir / "cert.pem", workdir / "key.pem"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",

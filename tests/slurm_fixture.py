@@ -18,6 +18,7 @@ test is skipped with the reason, and fails with it under CI=true.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -28,6 +29,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+import required
+
+unavailable = functools.partial(required.unavailable, need='the SLURM test must run')  # skip locally, fail under CI=true
 
 SLURM_DIR = Path(__file__).resolve().parent / "slurm"
 SBIN = ("/usr/sbin", "/sbin")
@@ -68,13 +73,6 @@ class SlurmCluster:
         if ids:
             subprocess.run(["scancel", *ids], capture_output=True, timeout=30)
         return ids
-
-
-def _unavailable(message: str) -> None:
-    """Skip on a developer machine; fail under CI=true, where the cluster must run."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{message} (CI=true: the SLURM test must run)", pytrace=False)
-    pytest.skip(message)
 
 
 def _which(program: str) -> str | None:
@@ -135,7 +133,7 @@ def slurm() -> Iterator[SlurmCluster]:
     env["PATH"] = env.get("PATH", "") + ":" + ":".join(SBIN)
     reason = _why_not(env)
     if reason:
-        _unavailable(reason)
+        unavailable(reason)
     run_dir = Path(env.get("SLURM_TEST_RUN_DIR") or SLURM_DIR / "run")
     users, marker = run_dir / "users", run_dir / "started-by-pytest"
     me = users / str(os.getpid())
@@ -143,13 +141,13 @@ def slurm() -> Iterator[SlurmCluster]:
         users.mkdir(parents=True, exist_ok=True)
         me.touch()
     except OSError as exc:
-        _unavailable(f"cannot write to {run_dir}: {exc}")
+        unavailable(f"cannot write to {run_dir}: {exc}")
     t0 = time.monotonic()
     proc = _script("start.sh", env, timeout=90)
     seconds = time.monotonic() - t0
     if proc.returncode != 0:
         me.unlink(missing_ok=True)
-        _unavailable(f"tests/slurm/start.sh could not start the cluster (exit {proc.returncode}): "
+        unavailable(f"tests/slurm/start.sh could not start the cluster (exit {proc.returncode}): "
                      f"{(proc.stdout + proc.stderr).strip()[-1500:]}")
     started_here = "already running" not in proc.stdout
     if started_here:

@@ -5,6 +5,7 @@ never timed assertions); it checks that the suite measures, pairs and reports ho
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -17,6 +18,10 @@ from typing import Any
 import pytest
 
 from rigutil import DEFAULT_PORT_BASE, rig_run_dir, servers_running
+
+import required
+
+unavailable = functools.partial(required.unavailable, need="the bench's tools are required")  # skip locally, fail under CI=true
 
 REPO = Path(__file__).resolve().parent.parent
 REPS = 2
@@ -31,13 +36,6 @@ RATIOS = ["fetch.curl_over_dezoom", "fetch.curl_over_dezoom_pyramid", "pipeline.
 TARGETS = ["fetch", "politeness", "pipeline", "bulk",
            *[f"gdal.{s}.{f}.{m}" for s in ("iip", "dzi") for f in ("tif", "png") for m in ("time", "rss")]]
 pytestmark = pytest.mark.rig
-
-
-def _unavailable(message: str) -> None:
-    """Skip on a developer machine; fail under CI=true, where every tool must be installed."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{message} (CI=true: the bench's tools are required)", pytrace=False)
-    pytest.skip(message)
 
 
 def _missing() -> list[str]:
@@ -58,7 +56,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The suite's JSON after one quick run, plus what it printed and where its rig was."""
     missing = _missing()
     if missing:
-        _unavailable(f"bench tools missing: {', '.join(missing)}; install them with scripts/setup.sh --test")
+        unavailable(f"bench tools missing: {', '.join(missing)}; install them with scripts/setup.sh --test")
     base = int(os.environ.get("RIG_PORT_BASE", DEFAULT_PORT_BASE)) + PORT_OFFSET
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIG_PORT_") and k != "RIG_RUN_DIR"}
     env["RIG_PORT_BASE"] = str(base)

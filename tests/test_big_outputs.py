@@ -15,6 +15,7 @@ in a private mount namespace (`unshare -m` as root, `unshare -rm` otherwise).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -37,6 +38,10 @@ from dezoom_steps.cache import sniff_image
 from dezoom_steps.steps.encode import sha256_of
 from pngread import PngError, PngStream
 
+import required
+
+unavailable = functools.partial(required.unavailable, need='this test must run')  # skip locally, fail under CI=true
+
 GB = 10**9
 MIB = 2**20
 RSS_BUDGET = 400 * MIB  # peak RSS allowed whatever the image size (measured: 166-211 MiB at 1.44-2.15 GP)
@@ -56,18 +61,6 @@ with open(sys.argv[1], "w") as f:
     json.dump({"code": code, "wall": time.monotonic() - start, "maxrss_kib": ru.ru_maxrss,
                "user": ru.ru_utime, "sys": ru.ru_stime}, f)
 """
-
-
-def in_ci() -> bool:
-    """True under CI=true, where a missing tool or too little disk is a failure, not a skip."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def unavailable(message: str) -> None:
-    """Skip on a developer machine; fail under CI=true."""
-    if in_ci():
-        pytest.fail(f"{message} (CI=true: this test must run)", pytrace=False)
-    pytest.skip(message)
 
 
 def need_disk(folder: Path, nbytes: int) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from dezoom_steps.encoders import jpeg
 from dezoom_steps.outmeta import OutputMeta
 from dezoom_steps.steps.encode import encode
 from dezoom_steps.steps.stitch import stitch
+from required import need_tool
 from tilekit import make_tileset, synthetic
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -25,12 +24,7 @@ SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 def _tool(name: str) -> str:
     """The path of a command-line tool; skipped locally, a failure under CI=true, when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{name} is not installed (CI=true: scripts/setup.sh --test installs it)", pytrace=False)
-        pytest.skip(f"{name} is not installed")
-    return path
+    return need_tool(name, "scripts/setup.sh --test installs it")
 
 
 def source(channels: int, width: int = 300, height: int = 190) -> np.ndarray:

@@ -34,8 +34,9 @@ from dezoom_steps.dezoomers.krpano import template as krpano_template
 from dezoom_steps.errors import DezoomError, NeedsData, WrongDezoomer
 from dezoom_steps.model import Level
 from dezoom_steps.naming import MAX_NAME_BYTES, clean_component, render_name, title_stem
+from required import in_ci
 
-CI = os.environ.get("CI") == "true"
+CI = in_ci()
 SCALE = max(1, int(os.environ.get("FUZZ_SCALE", "1")))  # FUZZ_SCALE=20 for a longer bug hunt
 OWN_ERRORS = (DezoomError, WrongDezoomer, NeedsData)
 TILES_CHECKED = 3  # the first tiles of every accepted level are listed

@@ -22,6 +22,7 @@ from cli_support import DEMO, assert_matches_source, demo_tile_paths
 from dezoom_steps import hostpolicy, net
 from dezoom_steps.errors import NetworkError
 from faultserver_fixture import fault_server  # noqa: F401  (pytest fixture)
+from required import unavailable
 
 HERE = Path(__file__).resolve().parent
 PUBLIC = "203.0.113.7"  # TEST-NET-3: a documentation address, public as far as the policy knows
@@ -111,7 +112,7 @@ def netns() -> None:
     """Skip (fail under CI=true) when network namespaces cannot be created."""
     if not namespace_available():
         message = "network namespaces (unshare -rn, iproute2) are not available"
-        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+        unavailable(message)
 
 
 def run_in_namespace(tmp_path: Path, servers: list[dict], commands: list[list[str]],

@@ -35,11 +35,11 @@ from dezoom_steps.jsonio import read_step_json
 from dezoom_steps.outmeta import OutputMeta
 from dezoom_steps.steps.encode import encode
 from dezoom_steps.steps.stitch import stitch
+from required import in_ci, need_tool
 from rigutil import Rig, compare, describe, label_box, load_rgb, run_dezoom
 from tilekit import encode_tile, make_tileset, read_canvas, smooth, synthetic
 
 REPO = Path(__file__).resolve().parent.parent
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SMALL_W, SMALL_H = 1000, 700
 DZ_LEVEL = 10  # DeepZoom level of the full 1000 px: ceil(log2(1000))
 
@@ -86,16 +86,6 @@ def tifffile_levels(path: Path) -> list[np.ndarray]:
     with tifffile.TiffFile(path) as tif:
         levels = [lv.asarray() for lv in tif.series[0].levels]
     return [a if a.ndim == 3 else a[:, :, None] for a in levels]
-
-
-def need_tool(name: str) -> str:
-    """The path of a command-line tool; a skip (a failure under CI=true) when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        if CI:
-            pytest.fail(f"{name} is not installed (CI=true: required)")
-        pytest.skip(f"{name} is not installed")
-    return path
 
 
 def vips_level(path: Path, subifd: int, tmp: Path) -> np.ndarray:
@@ -446,7 +436,7 @@ def test_rig_pyramid_levels_for_tifffile_libvips_and_gdal(rig: Rig, reference, t
         # JPEG noise of the q85 tiles and of the level's own encoding; a shifted or wrong level is > 10
         assert np.abs(levels[k].astype(int) - expected).mean() < 3.5, f"level {k}"
         np.testing.assert_array_equal(vips_level(out, k - 1, tmp_path), levels[k])
-    if shutil.which("gdalinfo") or CI:
+    if shutil.which("gdalinfo") or in_ci():
         info = subprocess.run([need_tool("gdalinfo"), str(out)], capture_output=True, text=True, timeout=60)
         assert "Overviews: 500x350, 250x175" in info.stdout, info.stdout[-1500:]
     out2, side2 = dezoom_tif(rig, tmp_path, "/small/dz256o0q85.dzi", "--no-tiff-pyramid", name="flat.tif")

@@ -11,6 +11,7 @@ the image. Under CI=true a missing validator or Chromium fails the test.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import math
 import os
@@ -32,16 +33,13 @@ from dezoom_steps.outmeta import OutputMeta
 from faultserver_fixture import fault_server  # noqa: F401  (pytest fixture)
 from rigutil import describe, mean_abs_diff, run_dezoom
 
+import required
+
+unavailable = functools.partial(required.unavailable, need='it is required')  # skip locally, fail under CI=true
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "demo"
 Image.MAX_IMAGE_PIXELS = None
-
-
-def unavailable(message: str) -> None:
-    """Skip on a developer machine; fail under CI=true (as tests/conftest.py does for the rig)."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{message} (CI=true: it is required)", pytrace=False)
-    pytest.skip(message)
 
 
 def write_canvas(tmp: Path, pixels: np.ndarray) -> Path:
