@@ -4,7 +4,8 @@
 interface (netcurl.py); `net.HttpClient` prepares each hop (URL, headers, address policy, TLS,
 proxy), so tiles and documents follow the same rules. Bodies are checked in helper processes
 (checkworker.py) when the download is large enough and the machine has a CPU to spare, else in
-this thread between two turns of the loop; they are stored here once their verdict is in.
+this thread between two turns of the loop. A valid tile is stored once its verdict is in: by
+the helper itself when the store is the tile cache (cache.TileStore), else here.
 Measured (issue 7): the decode check in helper threads made a 4,345-tile download twice as slow
 (the threads and the loop taking turns on the GIL); in a helper process it runs beside the loop.
 
