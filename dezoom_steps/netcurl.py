@@ -74,34 +74,41 @@ class Transfer:
     def headers(self) -> ResponseHeaders:
         """The headers of the last response received (after a 100 Continue, say), parsed once."""
         if self._headers is None:
-            lines = self.lines
-            start = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(b"HTTP/")), 0)
-            status_line, _, fields = b"".join(lines[start:]).decode("latin-1").partition("\r\n")
-            parts = status_line.split(" ", 2)
-            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            self.reason = parts[2].strip() if len(parts) > 2 else ""
-            pairs = [line.split(":", 1) for line in fields.split("\r\n") if ":" in line]
-            headers = ResponseHeaders((name.strip().lower(), value.strip()) for name, value in pairs)
-            if len(headers) < len(pairs):  # a repeated field: its values joined, as requests does
-                for name in {n.strip().lower() for n, _ in pairs}:
-                    dict.__setitem__(headers, name, ", ".join(v.strip() for n, v in pairs if n.strip().lower() == name))
-            self._headers = headers
+            self._headers = self._parse_headers()
         return self._headers
+
+    def _parse_headers(self) -> ResponseHeaders:
+        """Status, reason and header fields of the last response in `lines` (a repeated field's
+        values joined with ", ", as requests does). One pass over one string: it runs for every tile."""
+        raw = b"".join(self.lines).decode("latin-1")
+        last = raw.rfind("\r\nHTTP/")  # a header line never starts so: the status line of a later response
+        status_line, _, fields = (raw[last + 2:] if last >= 0 else raw).partition("\r\n")
+        parts = status_line.split(" ", 2)
+        self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        self.reason = parts[2].strip() if len(parts) > 2 else ""
+        headers = ResponseHeaders()
+        put = dict.__setitem__
+        for line in fields.split("\r\n"):
+            name, colon, value = line.partition(":")
+            if colon:
+                name, value = name.strip().lower(), value.strip()
+                put(headers, name, value if name not in headers else f"{dict.__getitem__(headers, name)}, {value}")
+        return headers
 
     def on_body(self, chunk: bytes) -> int | None:
         """libcurl's write callback: keep the bytes, or stop (return 0) at the size limits."""
         if self.size == 0 and not self.chunks:
-            self._headers = None  # the headers are complete when the body starts: parse them now
-            _ = self.headers
+            # the headers are complete when the body starts: parse them now
+            headers = self._headers = self._parse_headers()
+            if self.status < 300:
+                declared = dict.get(headers, "content-length", "")
+                encoded = dict.get(headers, "content-encoding", "identity").lower() not in ("", "identity")
+                if declared.isdigit() and int(declared) > self.limit and not encoded:
+                    self.over = (f"response of {declared} bytes is larger than the limit of {self.limit} bytes "
+                                 f"({self.limit_option})")
+                    return 0
         strict = self.status < 300
         limit = self.limit if strict else net.MAX_ERROR_BODY
-        if strict and self.size == 0:
-            declared = self.headers.get("content-length", "")
-            encoded = self.headers.get("content-encoding", "identity").lower() not in ("", "identity")
-            if declared.isdigit() and int(declared) > limit and not encoded:
-                self.over = (f"response of {declared} bytes is larger than the limit of {limit} bytes "
-                             f"({self.limit_option})")
-                return 0
         self.size += len(chunk)
         if self.size > limit:
             if strict:
@@ -146,6 +153,7 @@ class Transfers:
         self.reuse = max_idle > 0
         self._free = [self._handle() for _ in range(max(1, slots))]
         self._busy: dict[pycurl.Curl, Transfer] = {}
+        self._settings: dict[pycurl.Curl, tuple[dict[str, str], bool | str, str | None]] = {}  # last set per handle
 
     def _handle(self) -> pycurl.Curl:
         c = pycurl.Curl()
@@ -172,11 +180,14 @@ class Transfers:
         """Start `transfer` with exactly `headers`; `verify`: False, a CA bundle path, or True (certifi's)."""
         c = self._free.pop()
         c.setopt(pycurl.URL, request_target(transfer.url))
-        c.setopt(pycurl.HTTPHEADER, [f"{k}: {v}".encode("latin-1") for k, v in headers.items()])
-        c.setopt(pycurl.PROXY, proxy or "")  # "" also keeps libcurl from reading proxy variables itself
-        c.setopt(pycurl.SSL_VERIFYPEER, 1 if verify else 0)
-        c.setopt(pycurl.SSL_VERIFYHOST, 2 if verify else 0)
-        c.setopt(pycurl.CAINFO, verify if isinstance(verify, str) else certifi.where())
+        settings = (headers, verify, proxy)
+        if self._settings.get(c) != settings:  # most tiles ask exactly what the last one on this handle did
+            c.setopt(pycurl.HTTPHEADER, [f"{k}: {v}".encode("latin-1") for k, v in headers.items()])
+            c.setopt(pycurl.PROXY, proxy or "")  # "" also keeps libcurl from reading proxy variables itself
+            c.setopt(pycurl.SSL_VERIFYPEER, 1 if verify else 0)
+            c.setopt(pycurl.SSL_VERIFYHOST, 2 if verify else 0)
+            c.setopt(pycurl.CAINFO, verify if isinstance(verify, str) else certifi.where())
+            self._settings[c] = (dict(headers), verify, proxy)
         c.setopt(pycurl.TIMEOUT_MS, max(1, int(transfer.timeout * 1000)))
         c.setopt(pycurl.HEADERFUNCTION, transfer.lines.append)
         c.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
@@ -220,9 +231,7 @@ class Transfers:
         url = c.getinfo(pycurl.EFFECTIVE_URL) or transfer.url
         os_errno = c.getinfo(pycurl.OS_ERRNO) if code else 0
         verify_result = c.getinfo(pycurl.SSL_VERIFYRESULT) if code in _TLS else 0
-        c.setopt(pycurl.HEADERFUNCTION, _ignore)
-        c.setopt(pycurl.WRITEFUNCTION, _ignore)
-        self._free.append(c)
+        self._free.append(c)  # its callbacks still name this transfer until the next one replaces them
         headers = transfer.headers  # parsed now if no body came (sets the status too)
         failure = _failure(transfer, code, message, os_errno, verify_result)
         if failure is not None:
@@ -240,10 +249,6 @@ class Transfers:
             c.close()
         self._free.clear()
         self.multi.close()
-
-
-def _ignore(_data: bytes) -> None:
-    return None
 
 
 class Interrupts:

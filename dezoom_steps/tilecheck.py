@@ -9,8 +9,10 @@ Pure: bytes in, a format name or `TileInvalid` out.
 from __future__ import annotations
 
 import io
+import sys
 import threading
 import warnings
+from typing import Any
 
 from PIL import Image, ImageFile, JpegImagePlugin
 
@@ -121,6 +123,8 @@ def _check_jpeg(data: bytes, mode: str) -> None:
     if mode != "decode":
         return
     if frame.components in (1, 3) and frame.precision == 8 and not frame.adobe:
+        if _turbo_accepts(data):
+            return
         try:
             _decode_eighth(data, frame.width, frame.height, "RGB" if frame.components == 3 else "L")
             return
@@ -133,6 +137,41 @@ def _check_jpeg(data: bytes, mode: str) -> None:
     with img:
         img.draft(img.mode, (max(1, frame.width // 8), max(1, frame.height // 8)))
         _load(img, "jpeg")
+
+
+# simplejpeg imports numpy (~70 ms): a process without numpy yet (a fetch job, a check helper)
+# takes it on only after this many JPEG checks, when it has paid for itself.
+TURBO_AFTER = 2000
+_turbo: Any = None  # simplejpeg once imported; False when it cannot be
+_checks_before_turbo = 0
+
+
+def _turbo_accepts(data: bytes) -> bool:
+    """True when libjpeg-turbo (simplejpeg) decodes `data` at 1/8 scale without a single warning.
+
+    A fast yes, never a no: it costs two thirds of Pillow's decode per tile (issue 7: 48 µs
+    against 71 µs for a 4 KB tile of 256 px; Pillow's fixed cost is 24 µs, simplejpeg's 5).
+    Stopping at the first warning, it refuses more than Pillow does (Pillow lets warnings pass),
+    so a refusal here is only a reason to ask Pillow, whose verdict stands: what passes is what
+    passed before.
+    """
+    global _turbo, _checks_before_turbo
+    if _turbo is None:
+        _checks_before_turbo += 1
+        if "numpy" not in sys.modules and _checks_before_turbo <= TURBO_AFTER:
+            return False
+        try:
+            import simplejpeg
+        except ImportError:  # an environment without it: Pillow alone, as before
+            simplejpeg = False
+        _turbo = simplejpeg
+    if _turbo is False:
+        return False
+    try:
+        _turbo.decode_jpeg(data, min_factor=8, min_width=1, min_height=1, strict=True)
+    except Exception:  # ValueError for a corrupt or truncated scan, and any other decoder complaint
+        return False
+    return True
 
 
 def _decode_eighth(data: bytes, width: int, height: int, mode: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import struct
 import zlib
 from pathlib import Path
@@ -63,6 +64,31 @@ def test_truncated_jpeg_fails_decode_but_passes_header_mode() -> None:
     assert check_tile(cut, mode="header") == "jpeg"
     with pytest.raises(TileInvalid, match=f"truncated body: got {len(cut)} of {len(data)} bytes"):
         check_tile(cut, expected_length=len(data), mode="header")
+
+
+def _noise_jpeg(fmt: str) -> bytes:
+    """A JPEG of seeded noise: its scan is long and dense, so a damaged stretch in it shows."""
+    channels = len(fmt)
+    pixels = random.Random(7).randbytes(256 * 192 * channels)
+    buf = io.BytesIO()
+    Image.frombytes(fmt, (256, 192), pixels).save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["L", "RGB"])
+def test_the_fast_jpeg_check_says_yes_only_when_pillow_would(fmt: str) -> None:
+    """simplejpeg's strict 1/8-scale decode is a fast yes; its no leaves the verdict to Pillow."""
+    clean = _noise_jpeg(fmt)
+    assert tilecheck._turbo_accepts(clean)  # the fast path is taken for a clean tile
+    assert check_tile(clean) == "jpeg"
+    mid = len(clean) // 2
+    damaged = clean[:mid] + bytes(40) + clean[mid + 40:]  # forty bytes of the scan zeroed
+    assert not tilecheck._turbo_accepts(damaged)  # libjpeg warns ("corrupt JPEG data"): no fast yes...
+    assert check_tile(damaged) == "jpeg"  # ...and Pillow, which lets warnings pass, accepts it as before
+    for cut in (clean[: len(clean) // 2], clean[:-40]):
+        assert not tilecheck._turbo_accepts(cut)
+        with pytest.raises(TileInvalid, match="jpeg tile does not decode"):
+            check_tile(cut)
 
 
 @pytest.mark.parametrize("width, height", [(20000, 20000), (16385, 8), (8, 100000), (0, 10)])

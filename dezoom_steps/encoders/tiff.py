@@ -37,7 +37,6 @@ import importlib.util
 import io
 import os
 import tempfile
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +64,10 @@ ZSTD_LEVELS = (1, 3, 9)
 CLASSIC_LIMIT = 2**32 - (64 << 20)  # a classic TIFF's offsets are 32-bit; keep a margin for tags
 XMP_TAG = 700
 PILLOW_SUBSAMPLING = {(1, 1): 0, (2, 2): 2}  # Pillow's `subsampling` codes: 4:4:4, 4:2:0
-ENCODE_AHEAD = 3  # passthrough without levels: tile rows whose other cells are being encoded ahead
+# Passthrough without levels: pixels of the cells being encoded ahead of the copy (256 tiles of 256 px:
+# a few MB of encoded tiles), and at least this many cells.
+ENCODE_AHEAD_PIXELS = 256 * 256 * 256
+ENCODE_AHEAD_CELLS = 8
 
 
 def has_imagecodecs() -> bool:
@@ -302,23 +304,32 @@ class _Writer:
                 yield from self._count(done)
 
     def _flat_passthrough(self, reader: "RegionRead") -> Iterator[bytes]:
-        """Level 0 alone: copied tiles read in this thread, row by row (worker threads measured slower:
-        the work is short system calls, and handing them over costs more than it saves), while the
-        pool encodes the row's other tiles (edges: decode, pad, encode) at the same time."""
+        """Level 0 alone: copied tiles read in this thread (worker threads measured slower: the work is
+        short system calls, and handing them over costs more than it saves), while the pool encodes
+        the other cells (edges: decode, pad, encode), up to ENCODE_AHEAD_PIXELS ahead of the copy.
+
+        Counted in cells, not rows: the bottom edge is a whole row of cells to encode, and is
+        started while the rows above are still being copied (issue 7: counted in rows, the copy
+        waited for it at the end).
+        """
         plan, cv, stats = self.plan, self.canvas, self.stats
         assert plan is not None
         copied = plan.tiles
+        cells = ((c, r) for r in range(plan.rows) for c in range(plan.cols) if (c, r) not in copied)
+        encoded: dict[tuple[int, int], Future] = {}
+        ahead = max(ENCODE_AHEAD_CELLS, ENCODE_AHEAD_PIXELS // (self.tile_w * self.tile_h))
 
-        def submit(r: int) -> dict[int, Future]:
-            y, h = r * self.tile_h, min(self.tile_h, cv.height - r * self.tile_h)
-            return {c: self.pool.submit(_tile_job(self, reader, c, r, y, h, None))
-                    for c in range(plan.cols) if (c, r) not in copied}
+        def submit_ahead() -> None:
+            while len(encoded) < ahead:
+                cell = next(cells, None)
+                if cell is None:
+                    return
+                c, r = cell
+                y, h = r * self.tile_h, min(self.tile_h, cv.height - r * self.tile_h)
+                encoded[cell] = self.pool.submit(_tile_job(self, reader, c, r, y, h, None))
 
-        ahead = deque(submit(r) for r in range(min(ENCODE_AHEAD, plan.rows)))
+        submit_ahead()
         for r in range(plan.rows):
-            encoded = ahead.popleft()
-            if r + ENCODE_AHEAD < plan.rows:  # the pool works on the next rows while this one is copied
-                ahead.append(submit(r + ENCODE_AHEAD))
             for c in range(plan.cols):
                 path = copied.get((c, r))
                 if path is not None:
@@ -326,7 +337,10 @@ class _Writer:
                     yield read_file(path)
                 else:
                     stats["encoded"] += 1
-                    yield encoded[c].result()[0]
+                    data = encoded.pop((c, r)).result()[0]
+                    submit_ahead()
+                    yield data
+            submit_ahead()
 
     def _count(self, done: list[tuple[bytes, bool]]) -> Iterator[bytes]:
         """The tile bytes of a row, counted as copied or encoded."""
