@@ -226,6 +226,7 @@ def serve(store_dir: str | None = None) -> None:
 def _serve(store_dir: str | None) -> None:
     from dezoom_steps import cache, tilecheck
 
+    tilecheck.load_turbo_in_background()  # its faster JPEG decode, loaded while the first tiles are checked
     src, out = sys.stdin.buffer, sys.stdout.buffer
     while True:
         head = _read_exact(src, REQUEST.size)

@@ -142,8 +142,31 @@ def _check_jpeg(data: bytes, mode: str) -> None:
 # simplejpeg imports numpy (~70 ms): a process without numpy yet (a fetch job, a check helper)
 # takes it on only after this many JPEG checks, when it has paid for itself.
 TURBO_AFTER = 2000
+_LOADING = object()  # simplejpeg is being imported in the background (`load_turbo_in_background`)
 _turbo: Any = None  # simplejpeg once imported; False when it cannot be
 _checks_before_turbo = 0
+
+
+def load_turbo_in_background() -> None:
+    """Import simplejpeg in a thread; until it is there, JPEG checks use Pillow alone.
+
+    For a check helper: importing it when the 2,000th tile comes held the helper up for the
+    ~70 ms numpy takes, and the download loop, its tiles waiting for verdicts, with it.
+    """
+    global _turbo
+    if _turbo is not None:
+        return
+    _turbo = _LOADING
+
+    def load() -> None:
+        global _turbo
+        try:
+            import simplejpeg
+        except ImportError:
+            simplejpeg = False
+        _turbo = simplejpeg
+
+    threading.Thread(target=load, name="simplejpeg import", daemon=True).start()
 
 
 def _turbo_accepts(data: bytes) -> bool:
@@ -165,7 +188,7 @@ def _turbo_accepts(data: bytes) -> bool:
         except ImportError:  # an environment without it: Pillow alone, as before
             simplejpeg = False
         _turbo = simplejpeg
-    if _turbo is False:
+    if _turbo is False or _turbo is _LOADING:
         return False
     try:
         _turbo.decode_jpeg(data, min_factor=8, min_width=1, min_height=1, strict=True)

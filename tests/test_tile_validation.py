@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import random
+import subprocess
+import sys
 import struct
 import zlib
 from pathlib import Path
@@ -156,3 +158,24 @@ def test_header_mode_skips_the_decode(broken_site, workers: int) -> None:
     cut, bomb = sorted(tiledownload.download_tiles(tiles, opts, {}), key=lambda r: r.tile.index)
     assert cut.ok and cut.data == files["cut.jpg"]
     assert not bomb.ok and "larger than" in bomb.error
+
+
+def test_a_check_helper_loads_the_fast_check_in_the_background(tmp_path: Path) -> None:
+    """In a process without numpy (a check helper), simplejpeg loads in a thread while Pillow checks."""
+    (tmp_path / "tile.jpg").write_bytes(_noise_jpeg("RGB"))
+    code = (
+        "import sys, time\n"
+        "from dezoom_steps import tilecheck\n"
+        "assert 'numpy' not in sys.modules\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "tilecheck.load_turbo_in_background()\n"
+        "assert tilecheck.check_tile(data) == 'jpeg'  # checked meanwhile, by Pillow or simplejpeg\n"
+        "deadline = time.monotonic() + 60\n"
+        "while tilecheck._turbo is tilecheck._LOADING and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "print(getattr(tilecheck._turbo, '__name__', tilecheck._turbo), tilecheck._turbo_accepts(data))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "tile.jpg")], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["simplejpeg", "True"]
