@@ -160,13 +160,18 @@ def load_turbo_in_background() -> None:
 
     def load() -> None:
         global _turbo
-        try:
-            import simplejpeg
-        except ImportError:
-            simplejpeg = False
-        _turbo = simplejpeg
+        _turbo = _import_turbo()
 
     threading.Thread(target=load, name="simplejpeg import", daemon=True).start()
+
+
+def _import_turbo() -> Any:
+    """The simplejpeg module, or False in an environment without it (Pillow alone, as before)."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return False
+    return simplejpeg
 
 
 def _turbo_accepts(data: bytes) -> bool:
@@ -183,11 +188,7 @@ def _turbo_accepts(data: bytes) -> bool:
         _checks_before_turbo += 1
         if "numpy" not in sys.modules and _checks_before_turbo <= TURBO_AFTER:
             return False
-        try:
-            import simplejpeg
-        except ImportError:  # an environment without it: Pillow alone, as before
-            simplejpeg = False
-        _turbo = simplejpeg
+        _turbo = _import_turbo()
     if _turbo is False or _turbo is _LOADING:
         return False
     try:
