@@ -340,7 +340,6 @@ class _Writer:
                     data = encoded.pop((c, r)).result()[0]
                     submit_ahead()
                     yield data
-            submit_ahead()
 
     def _count(self, done: list[tuple[bytes, bool]]) -> Iterator[bytes]:
         """The tile bytes of a row, counted as copied or encoded."""
