@@ -86,14 +86,14 @@ class Transfer:
         parts = status_line.split(" ", 2)
         self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
         self.reason = parts[2].strip() if len(parts) > 2 else ""
-        headers = ResponseHeaders()
-        put = dict.__setitem__
+        found: dict[str, str] = {}  # a plain dict while filling it: no case folding on each lookup
         for line in fields.split("\r\n"):
             name, colon, value = line.partition(":")
             if colon:
                 name, value = name.strip().lower(), value.strip()
-                put(headers, name, value if name not in headers else f"{dict.__getitem__(headers, name)}, {value}")
-        return headers
+                before = found.get(name)
+                found[name] = value if before is None else f"{before}, {value}"
+        return ResponseHeaders(found)
 
     def on_body(self, chunk: bytes) -> int | None:
         """libcurl's write callback: keep the bytes, or stop (return 0) at the size limits."""

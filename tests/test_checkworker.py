@@ -117,6 +117,36 @@ def test_helpers_end_when_the_pool_closes() -> None:
     assert [p.returncode for p in procs] == [0, 0]
 
 
+def test_a_helper_started_early_serves_the_next_pool_of_its_store(tmp_path: Path) -> None:
+    checkworker.start_early(tmp_path, workers=1)
+    [early] = checkworker._EARLY
+    pool = CheckPool(1, str(tmp_path))
+    try:
+        jpeg, ctype = bodies()["jpeg"]
+        pool.submit("t", jpeg, ctype, "decode", "key-t")
+        assert pool.helpers == [early] and not checkworker._EARLY, "the early helper was not the one used"
+        assert collect(pool, 1) == {"t": None}
+    finally:
+        pool.close()
+    assert (tmp_path / "key-t").read_bytes() == jpeg and early.proc.returncode == 0
+
+
+def test_an_early_helper_no_pool_took_is_ended_and_none_starts_without_workers(tmp_path: Path) -> None:
+    checkworker.start_early(tmp_path / "a", workers=1)
+    [early] = checkworker._EARLY
+    pool = CheckPool(1, str(tmp_path / "b"))  # another store: a helper of its own
+    try:
+        pool.submit("t", *bodies()["png"], "decode", "key-t")
+        assert pool.helpers[0] is not early and checkworker._EARLY == [early]
+        collect(pool, 1)
+    finally:
+        pool.close()
+        checkworker.discard_early()
+    assert early.proc.returncode == 0 and not checkworker._EARLY
+    checkworker.start_early(tmp_path, workers=0)
+    assert not checkworker._EARLY
+
+
 def test_default_helpers_depend_on_the_tile_count_and_the_cpus() -> None:
     cpus = len(os.sched_getaffinity(0))
     assert checkworker.default_workers(checkworker.MIN_TILES - 1) == 0

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dezoom_steps import jsonio, redact
-from dezoom_steps.encoders.tiff_passthrough import parse_header, read_tile_header
+from dezoom_steps.encoders.tiff_passthrough import _read_tile, parse_header, read_tile_header, tile_facts
 from dezoom_steps.model import TileRef
 from dezoom_steps.quickschema import conforms
 from dezoom_steps.steps.fetch_tiles import fetch_tiles
@@ -225,6 +225,44 @@ def test_read_tile_header_small_long_headed_and_large_tiles(tmp_path: Path, comm
     os.chmod(path, 0)
     if os.geteuid() != 0:
         assert read_tile_header(path) == (None, None)
+
+
+def grey_png_bytes() -> bytes:
+    """A small greyscale PNG (not a JPEG: its kind comes from tilemodes, not a frame header)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (8, 8), 7).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_facts_of_stored_bytes_match_what_the_plan_reads_from_the_cache(tmp_path: Path) -> None:
+    """`tile_facts` (the download's note of a tile it stored) says what `_read_tile` reads back."""
+    good = jpeg_bytes()
+    bodies = [good, jpeg_bytes(20000), jpeg_bytes(0, 512), good[:-1], good[:40], good + b"x", b"\xff\xd8",
+              grey_png_bytes(), b"not an image", b""]
+    memo_read: dict[bytes, Any] = {}
+    memo_mem: dict[bytes, Any] = {}
+    for i, data in enumerate(bodies):
+        path = tmp_path / f"t{i}"
+        path.write_bytes(data)
+        on_disk = _read_tile(str(path))
+        assert tile_facts(data) == on_disk, f"body {i}"
+        assert tile_facts(data, memo_mem) == _read_tile(str(path), memo_read) == on_disk, f"body {i}, memo"
+    assert tile_facts(good)[0] is not None and tile_facts(good[:-1])[0] is None  # not vacuous
+
+
+def test_importing_the_package_keeps_numpy_from_starting_blas_threads() -> None:
+    """One OpenBLAS thread per CPU cost 0.1 s of CPU in every process; a user's own setting stays."""
+    probe = "import os, dezoom_steps, numpy; print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1", "1"], out
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, "OPENBLAS_NUM_THREADS": "3"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "3" and (int(out.split()[1]) > 1 or (os.cpu_count() or 1) == 1), out
 
 
 # --- the Snakemake head process's exit -----------------------------------------------------------

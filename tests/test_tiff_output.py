@@ -28,8 +28,8 @@ from PIL import Image, ImageCms
 from dezoom_steps.canvas import create_canvas, open_canvas
 from dezoom_steps.encoders import tiff
 from dezoom_steps.encoders.pyramid import Cascade, cascade, level_sizes, reductions_to
-from dezoom_steps.encoders.tiff_passthrough import (NeedMore, parse_header, plan_passthrough, stitch_plan,
-                                                    read_tile_header, stitch_skip)
+from dezoom_steps.encoders.tiff_passthrough import (NeedMore, parse_header, plan_passthrough, read_tile_header,
+                                                    stitch_plan, stitch_skip, tile_facts)
 from dezoom_steps.errors import InputError
 from dezoom_steps.jsonio import read_step_json
 from dezoom_steps.outmeta import OutputMeta
@@ -290,6 +290,22 @@ def test_plan_takes_full_interior_tiles_of_a_regular_grid(tmp_path):
     full = {t["index"] for t in ts.tiles if t["w"] == 64 and t["h"] == 64}
     assert plan is not None and plan.indices == full and plan.subsampling == (2, 2)
     assert len(full) == 4 * 3 and len(ts.tiles) == 5 * 4
+
+
+def test_plan_takes_the_facts_the_download_noted_instead_of_reading_the_tiles(tmp_path):
+    src = synthetic(300, 200)
+    ts = make_tileset(tmp_path, src, tile=64, fmt="JPEG", quality=90)
+    doc = json.loads(ts.tiles_json.read_text())
+    from_files = plan_passthrough(doc, ts.cache)
+    known = {t["key"]: tile_facts((ts.cache / t["key"]).read_bytes()) for t in ts.tiles}
+    # one tile noted as truncated: the noted facts, not the file, decide
+    cut = next(t for t in ts.tiles if t["index"] in from_files.indices)
+    known[cut["key"]] = tile_facts((ts.cache / cut["key"]).read_bytes()[:-1])
+    for t in ts.tiles:
+        (ts.cache / t["key"]).unlink()
+    noted = plan_passthrough(doc, ts.cache, known)
+    assert noted is not None and noted.indices == from_files.indices - {cut["index"]}
+    assert noted.subsampling == from_files.subsampling and noted.copied_bytes < from_files.copied_bytes
 
 
 @pytest.mark.parametrize("case", ["overlap", "tile-not-mcu-multiple", "alpha-tile", "png"])

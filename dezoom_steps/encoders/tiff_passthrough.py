@@ -22,7 +22,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from dezoom_steps import tilemodes
 from dezoom_steps.jsonio import read_step_json
@@ -140,20 +140,33 @@ def _read_tile(path: str | os.PathLike[str], memo: dict[bytes, JpegHeader] | Non
     try:
         head = os.read(fd, HEAD_BYTES)
         size = os.fstat(fd).st_size
-        try:
-            header = _memo_parse(head, memo) if memo is not None else parse_header(head)
-        except NeedMore:
-            head += _read_to_end(fd)
-            try:
-                header = parse_header(head)
-            except NeedMore:
-                header = None
-        # the bytes read so far are the file from its start: its end is among them when it is short
-        tail = head[max(0, size - 2):size] if len(head) >= size else os.pread(fd, 2, max(0, size - 2))
+        return _judge(head, size, lambda: _read_to_end(fd), lambda: os.pread(fd, 2, max(0, size - 2)), memo)
     except OSError:
         return None, None, 0
     finally:
         os.close(fd)
+
+
+def tile_facts(data: bytes, memo: dict[bytes, JpegHeader] | None = None) -> tuple[JpegHeader | None, int | None, int]:
+    """What `_read_tile` says of a cached tile whose bytes are `data`, without reading the file:
+    the download hands the plan the facts of the tiles it has just stored."""
+    return _judge(data[:HEAD_BYTES], len(data), lambda: data[HEAD_BYTES:], lambda: data[-2:], memo)
+
+
+def _judge(head: bytes, size: int, rest: Callable[[], bytes], tail_of: Callable[[], bytes],
+           memo: dict[bytes, JpegHeader] | None) -> tuple[JpegHeader | None, int | None, int]:
+    """(header, kind, size) of a tile of `size` bytes from its first bytes `head`; `rest()` gives
+    the bytes after `head`, `tail_of()` its last two (each asked only when needed)."""
+    try:
+        header = _memo_parse(head, memo) if memo is not None else parse_header(head)
+    except NeedMore:
+        head += rest()
+        try:
+            header = parse_header(head)
+        except NeedMore:
+            header = None
+    # the bytes read so far are the file from its start: its end is among them when it is short
+    tail = head[max(0, size - 2):size] if len(head) >= size else tail_of()
     if header is not None:  # the frame header just parsed says it: no second parse
         kind = tilemodes.GREY if len(header.components) == 1 else tilemodes.RGB
     else:
@@ -237,8 +250,15 @@ def grid_tile_size(doc: dict[str, Any]) -> tuple[int, int] | None:
     return tw, th
 
 
-def plan_passthrough(doc: dict[str, Any], cache_dir: Path) -> Plan | None:
+TileFacts = tuple[JpegHeader | None, int | None, int]  # (header, tilemodes kind, size) of a cached tile
+
+
+def plan_passthrough(doc: dict[str, Any], cache_dir: Path, known: Mapping[str, TileFacts] | None = None
+                     ) -> Plan | None:
     """The passthrough plan of tiles.json `doc` with its tiles in `cache_dir`; None when no tile qualifies.
+
+    `known`: `tile_facts` of tiles by cache key, from the download that stored them; the other
+    tiles are read from the cache.
 
     None also when the canvas would not be RGB (a tile with alpha, or only grey tiles): the
     TIFF then cannot be a YCbCr JPEG TIFF.
@@ -254,7 +274,9 @@ def plan_passthrough(doc: dict[str, Any], cache_dir: Path) -> Plan | None:
     folder = os.path.join(os.fspath(cache_dir), "")  # strings: thousands of Path objects cost 0.05 s
     paths = [folder + t["key"] for t in tiles]  # = cache.tile_path (keys are hex digits)
     memo: dict[bytes, JpegHeader] = {}
-    headers = [_read_tile(path, memo) for path in paths]  # threads measured slower: short system calls
+    known = known or {}
+    # threads measured slower: short system calls
+    headers = [known.get(t["key"]) or _read_tile(path, memo) for t, path in zip(tiles, paths)]
     for t, path, (header, kind, nbytes) in zip(tiles, paths, headers):
         kinds.append(kind)
         full = t["w"] == tw and t["h"] == th and t["x"] + tw <= width and t["y"] + th <= height
@@ -299,17 +321,24 @@ def is_tiff_output(output: str | os.PathLike[str] | None) -> bool:
     return output is not None and Path(output).suffix.lower() in (".tif", ".tiff")
 
 
+def stitch_plan_applies(output: str | os.PathLike[str] | None, tiff_compression: str = "jpeg") -> bool:
+    """True when `output` is a TIFF written with JPEG compression: the outputs with a passthrough plan."""
+    return is_tiff_output(output) and tiff_compression == "jpeg"
+
+
 def stitch_plan(tiles_json: Path, cache_dir: Path, output: str | os.PathLike[str] | None,
-                tiff_compression: str = "jpeg", *, tiles_doc: dict[str, Any] | None = None) -> Plan | None:
+                tiff_compression: str = "jpeg", *, tiles_doc: dict[str, Any] | None = None,
+                known: Mapping[str, TileFacts] | None = None) -> Plan | None:
     """The passthrough plan when `output` is a TIFF written with JPEG compression, else None.
 
     Its tiles are those the stitch step need not decode: the TIFF writer copies them as they are.
-    `tiles_doc`: tiles.json already read (in-process callers), else it is read from `tiles_json`.
+    `tiles_doc`: tiles.json already read (in-process callers), else it is read from `tiles_json`;
+    `known`: facts of tiles this process just stored (see `plan_passthrough`).
     """
-    if not is_tiff_output(output) or tiff_compression != "jpeg":
+    if not stitch_plan_applies(output, tiff_compression):
         return None
     doc = tiles_doc if tiles_doc is not None else read_step_json(tiles_json, "tiles")
-    return plan_passthrough(doc, Path(cache_dir))
+    return plan_passthrough(doc, Path(cache_dir), known)
 
 
 def stitch_skip(tiles_json: Path, cache_dir: Path, output: str | os.PathLike[str] | None,

@@ -156,7 +156,9 @@ def _write_image(cv: Any, output: Path, fmt: encoders.OutputFormat, compression:
             raise _output_error(output, exc) from None
     tmp = temp_beside(output)
     try:
-        with open(tmp, "wb") as f:  # a named file object: tifffile wants its name
+        # A named file object (tifffile wants its name) with a 1 MB buffer: a passthrough TIFF is
+        # written as thousands of tiles of a few KB, one system call each with the default buffer.
+        with open(tmp, "wb", buffering=1 << 20) as f:
             report = encoders.write_image(cv, f, fmt, compression, meta=meta, **(extra or {}))
         if written is not None and report:
             written.update(report)

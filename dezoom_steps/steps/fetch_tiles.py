@@ -74,6 +74,7 @@ def fetch_tiles(
     decode: Decode | None = None,
     on_missing: str = "blank",
     tiles_doc: dict[str, Any] | None = None,
+    on_stored: Callable[[str, bytes], None] | None = None,
 ) -> dict[str, Any]:
     """Fetch the missing tiles of one shard into `cache_dir`; write and return the shard report.
 
@@ -84,7 +85,8 @@ def fetch_tiles(
     `decode(raw, tile_json)` post-processes a body before its image check (e.g. decryption);
     its output is what the cache stores (spec §7.7). When it is not given, the `decode_tile`
     of the dezoomer named in tiles.json is used if that dezoomer has one. `tiles_doc`: tiles.json
-    already read (in-process callers), else it is read from `tiles_json`.
+    already read (in-process callers), else it is read from `tiles_json`. `on_stored(key, data)`
+    runs for each tile this call stored in the cache, with its cache key and bytes.
     """
     started = time.monotonic()
     options = options or net.NetOptions()
@@ -120,6 +122,8 @@ def fetch_tiles(
             assert res.data is not None
             totals["downloaded"] += 1
             totals["bytes"] += len(res.data)
+            if on_stored is not None:
+                on_stored(by_index[tile.index]["key"], res.data)
         else:
             failed.append({"index": tile.index, "url": tile.url, "status": res.status,
                            "error": res.error or "unknown error", "attempts": res.attempts})
