@@ -160,12 +160,12 @@ def load_turbo_in_background() -> None:
 
     def load() -> None:
         global _turbo
-        _turbo = _import_turbo()
+        _turbo = import_turbo()
 
     threading.Thread(target=load, name="simplejpeg import", daemon=True).start()
 
 
-def _import_turbo() -> Any:
+def import_turbo() -> Any:
     """The simplejpeg module, or False in an environment without it (Pillow alone, as before)."""
     try:
         import simplejpeg
@@ -188,7 +188,7 @@ def _turbo_accepts(data: bytes) -> bool:
         _checks_before_turbo += 1
         if "numpy" not in sys.modules and _checks_before_turbo <= TURBO_AFTER:
             return False
-        _turbo = _import_turbo()
+        _turbo = import_turbo()
     if _turbo is False or _turbo is _LOADING:
         return False
     try:

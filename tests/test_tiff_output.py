@@ -275,6 +275,20 @@ def test_jpeg_headers_decide_eligibility():
         parse_header(jpeg(px)[:40])
 
 
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_half_decode_gives_the_pixels_of_pillows_half_scale_decode(subsampling):
+    """The pyramid's level 1 from each copied tile: libjpeg-turbo's 1/2-scale decode (simplejpeg) where
+    it decodes without a warning, the same pixels as Pillow's draft decode; Pillow decides the rest."""
+    data = jpeg(synthetic(64, 48), quality=85, subsampling=subsampling)
+    with Image.open(io.BytesIO(data)) as img:
+        img.draft("RGB", (32, 24))
+        expected = np.asarray(img.convert("RGB"))
+    assert expected.shape == (24, 32, 3)
+    assert np.array_equal(tiff.half_decode(data, 64, 48), expected)
+    cut = data[: len(data) // 2]  # simplejpeg refuses it; Pillow fails too: the cell is black
+    assert not tiff.half_decode(cut, 64, 48).any()
+
+
 def test_truncated_tile_is_not_passed_through(tmp_path):
     data = jpeg(synthetic(64, 64))
     (tmp_path / "ok").write_bytes(data)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
+from PIL import Image
 
 CHUNK_ROWS = 64  # input rows reduced at a time: bounds the uint16 temporaries
 
@@ -49,8 +50,16 @@ def reductions_to(width: int, height: int, side: int) -> int:
 
 
 def halve(rows: np.ndarray) -> np.ndarray:
-    """2x2 box reduction of an even number of rows: (2m, w, c) -> (m, ceil(w/2), c), uint8."""
+    """2x2 box reduction of an even number of rows: (2m, w, c) -> (m, ceil(w/2), c), uint8 (read-only
+    for 1 and 3 channels)."""
     n, w, c = rows.shape
+    if c in (1, 3) and n:
+        # Pillow's reduce(2) computes exactly this in one pass of C, without the GIL: each output is
+        # (sum of its 2x2 box + 2) >> 2, and an odd last column averages with itself, which is what
+        # repeating it gives. Issue 7: 3.6-4.2 ms against 7-8.6 ms for 128 rows of 15,000 pixels.
+        # (Its RGBA reduction differs: RGBA keeps the numpy path.)
+        out = np.asarray(Image.fromarray(rows[:, :, 0] if c == 1 else rows).reduce(2))
+        return out[:, :, None] if c == 1 else out
     acc = np.add(rows[0::2], rows[1::2], dtype=np.uint16)  # vertical pairs
     if w % 2:  # the odd last column pairs with itself (edge replication)
         acc = np.concatenate([acc, acc[:, -1:]], axis=1)

@@ -47,6 +47,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from dezoom_steps import tilecheck
 from dezoom_steps.canvas import Canvas
 from dezoom_steps.encoders.jpeg import quality_for
 from dezoom_steps.encoders.png import compression_tier
@@ -293,15 +294,27 @@ class _Writer:
             if cascade is None:
                 yield from self._flat_passthrough(reader)
                 return
+            # One row ahead: the pool decodes row r + 1 while this thread reduces row r and the
+            # pool encodes its lower-level tiles (issue 7: row by row, each row waited for the last
+            # decode of the row before and the pool for the reduction).
+            ahead = self._submit_row(reader, 0)
             for r in range(plan.rows):
-                y, h = r * self.tile_h, min(self.tile_h, cv.height - r * self.tile_h)
-                half = np.empty(((h + 1) // 2, w1, 3), dtype=np.uint8)
-                jobs = [_tile_job(self, reader, c, r, y, h, half) for c in range(plan.cols)]
-                done = list(self.pool.map(lambda job: job(), jobs))
+                half, futures = ahead
+                if r + 1 < plan.rows:
+                    ahead = self._submit_row(reader, r + 1)
+                done = [f.result() for f in futures]
                 self.spill_blocks(cascade.feed(half), shift=1)
                 if r == plan.rows - 1:  # before the last yield: tifffile stops pulling there
                     self.spill_blocks(cascade.close(), shift=1)
                 yield from self._count(done)
+
+    def _submit_row(self, reader: "RegionRead", r: int) -> tuple[np.ndarray, list[Future]]:
+        """Start the jobs of passthrough row `r`: its level-0 tiles, and its half-size pixels (returned)."""
+        plan, cv = self.plan, self.canvas
+        assert plan is not None
+        y, h = r * self.tile_h, min(self.tile_h, cv.height - r * self.tile_h)
+        half = np.empty(((h + 1) // 2, (cv.width + 1) // 2, 3), dtype=np.uint8)
+        return half, [self.pool.submit(_tile_job(self, reader, c, r, y, h, half)) for c in range(plan.cols)]
 
     def _flat_passthrough(self, reader: "RegionRead") -> Iterator[bytes]:
         """Level 0 alone: copied tiles read in this thread (worker threads measured slower: the work is
@@ -409,7 +422,20 @@ def half_decode(data: bytes, tile_w: int, tile_h: int) -> np.ndarray:
 
     A tile whose entropy-coded data is broken (its headers were fine, so it was copied as the
     server sent it) gives black here rather than stopping the whole file.
+
+    libjpeg-turbo through simplejpeg first: the same pixels as Pillow's draft decode (both scale
+    in libjpeg with the same DCT and upsampling) in about half the time (issue 7: 141 against
+    256 µs a 256 px tile). It stops at the first warning; Pillow then decides, as before.
     """
+    turbo = tilecheck.import_turbo()
+    if turbo:
+        try:
+            pixels = turbo.decode_jpeg(data, colorspace="RGB", min_width=tile_w // 2, min_height=tile_h // 2,
+                                       min_factor=2, strict=True)
+        except Exception:  # ValueError for a damaged scan or anything else it cannot decode
+            pixels = None
+        if pixels is not None and pixels.shape[:2] == (tile_h // 2, tile_w // 2):
+            return pixels
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.draft("RGB", (tile_w // 2, tile_h // 2))
