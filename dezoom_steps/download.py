@@ -14,7 +14,7 @@ from typing import Any, Callable
 from dezoom_steps import checkworker, net
 from dezoom_steps.collections import iiif_manifest
 from dezoom_steps.encoders import check_output_feasible
-from dezoom_steps.encoders.tiff_passthrough import TileFacts, stitch_plan, stitch_plan_applies, tile_facts
+from dezoom_steps.encoders.tiff_passthrough import StoredTiles, stitch_plan, stitch_plan_applies
 from dezoom_steps.errors import NoDezoomerFits, NoTileError, OutputError
 from dezoom_steps.fill import require_all
 from dezoom_steps.jsonio import read_step_json
@@ -169,16 +169,13 @@ def download(req: Request) -> Result:
         _check_writable(out)
         log.info("downloading %d tiles of a %dx%d level", len(tiles["tiles"]), width, height)
         cache = req.tile_cache or work / "cache"
-        # The passthrough plan reads the header of every cached tile: those this run stores are
-        # noted as they arrive instead (0.09 s of 9,322 tiles read back, issue 7).
-        known: dict[str, TileFacts] = {}
-        memo: dict[bytes, Any] = {}
-
-        def note_stored(key: str, data: bytes) -> None:
-            known[key] = tile_facts(data, memo)
-        on_stored = note_stored if stitch_plan_applies(out, req.tiff_compression) else None
+        # The passthrough plan reads the header of every cached tile, and the TIFF writer the tiles
+        # it copies: those this run stores are noted as they arrive instead (issue 7: 0.09 s and
+        # 0.07 s for 9,322 tiles read back).
+        stored = StoredTiles() if stitch_plan_applies(out, req.tiff_compression) else None
         report = fetch_tiles(tiles_json=work / "tiles.json", cache_dir=cache, report=work / "fetch.json",
-                             options=req.options, progress=req.progress, tiles_doc=tiles, on_stored=on_stored)
+                             options=req.options, progress=req.progress, tiles_doc=tiles,
+                             on_stored=stored.note if stored is not None else None)
         total = len(tiles["tiles"])
         if total and len(report["failed"]) == total:
             first = report["failed"][0]
@@ -197,13 +194,15 @@ def download(req: Request) -> Result:
                              cached=req.tile_cache is not None, fill=fill, iiif_base_url=req.iiif_base_url)
             return Result(out, sidecar)
         # tiles.json is passed as the document list_tiles returned: read once, not once a step
-        plan = stitch_plan(work / "tiles.json", cache, out, req.tiff_compression, tiles_doc=tiles, known=known)
+        plan = stitch_plan(work / "tiles.json", cache, out, req.tiff_compression, tiles_doc=tiles, stored=stored)
         if plan is not None:  # server tiles copied into the TIFF: only the other cells are decoded, in memory
             sidecar = render_tiff(tiles=tiles, cache_dir=cache, plan=plan, output=out, report=work / "stitch.json",
                                   compression=req.compression, overwrite=replace, on_missing=req.on_missing,
                                   cached=req.tile_cache is not None, fill=fill, tiff_pyramid=req.tiff_pyramid)
             if sidecar is not None:
                 return Result(out, sidecar)
+        if plan is not None:
+            plan.held.clear()  # the steps below read the tiles from the cache
         stitch(tiles_json=work / "tiles.json", cache_dir=cache, canvas=work / "canvas.tif",
                report=work / "stitch.json", fill=fill, passthrough=plan.to_json() if plan is not None else None,
                tiles_doc=tiles)

@@ -28,8 +28,8 @@ from PIL import Image, ImageCms
 from dezoom_steps.canvas import create_canvas, open_canvas
 from dezoom_steps.encoders import tiff
 from dezoom_steps.encoders.pyramid import Cascade, cascade, level_sizes, reductions_to
-from dezoom_steps.encoders.tiff_passthrough import (NeedMore, parse_header, plan_passthrough, read_tile_header,
-                                                    stitch_plan, stitch_skip, tile_facts)
+from dezoom_steps.encoders.tiff_passthrough import (NeedMore, StoredTiles, parse_header, plan_passthrough,
+                                                    read_tile_header, stitch_plan, stitch_skip, tile_facts)
 from dezoom_steps.errors import InputError
 from dezoom_steps.jsonio import read_step_json
 from dezoom_steps.outmeta import OutputMeta
@@ -306,20 +306,37 @@ def test_plan_takes_full_interior_tiles_of_a_regular_grid(tmp_path):
     assert len(full) == 4 * 3 and len(ts.tiles) == 5 * 4
 
 
-def test_plan_takes_the_facts_the_download_noted_instead_of_reading_the_tiles(tmp_path):
+def test_plan_takes_what_the_download_noted_instead_of_reading_the_tiles(tmp_path):
     src = synthetic(300, 200)
     ts = make_tileset(tmp_path, src, tile=64, fmt="JPEG", quality=90)
     doc = json.loads(ts.tiles_json.read_text())
     from_files = plan_passthrough(doc, ts.cache)
-    known = {t["key"]: tile_facts((ts.cache / t["key"]).read_bytes()) for t in ts.tiles}
-    # one tile noted as truncated: the noted facts, not the file, decide
+    files = {t["key"]: (ts.cache / t["key"]).read_bytes() for t in ts.tiles}
+    stored = StoredTiles()
     cut = next(t for t in ts.tiles if t["index"] in from_files.indices)
-    known[cut["key"]] = tile_facts((ts.cache / cut["key"]).read_bytes()[:-1])
+    for t in ts.tiles:  # one tile noted as truncated: the noted facts, not the file, decide
+        stored.note(t["key"], files[t["key"]][:-1] if t is cut else files[t["key"]])
     for t in ts.tiles:
         (ts.cache / t["key"]).unlink()
-    noted = plan_passthrough(doc, ts.cache, known)
+    noted = plan_passthrough(doc, ts.cache, stored)
     assert noted is not None and noted.indices == from_files.indices - {cut["index"]}
     assert noted.subsampling == from_files.subsampling and noted.copied_bytes < from_files.copied_bytes
+    # the bytes of the copied tiles come with the plan, once each; the others were let go
+    assert not stored.data and len(noted.held) == len(noted.tiles)
+    for path in noted.tiles.values():
+        assert noted.tile_bytes(path) == files[Path(path).name]
+    assert not noted.held
+    with pytest.raises(FileNotFoundError):  # not held any more: read from the (emptied) cache
+        noted.tile_bytes(next(iter(noted.tiles.values())))
+
+
+def test_stored_tiles_hold_bytes_up_to_their_budget_and_facts_of_all():
+    bodies = [jpeg(synthetic(32, 32), quality=q) for q in (50, 60, 70, 80)]
+    stored = StoredTiles(budget=len(bodies[0]) + len(bodies[1]))
+    for i, data in enumerate(bodies):
+        stored.note(f"k{i}", data)
+    assert list(stored.facts) == ["k0", "k1", "k2", "k3"] and stored.facts["k3"] == tile_facts(bodies[3])
+    assert stored.data == {"k0": bodies[0], "k1": bodies[1]}
 
 
 @pytest.mark.parametrize("case", ["overlap", "tile-not-mcu-multiple", "alpha-tile", "png"])

@@ -172,21 +172,6 @@ def make_codec(options: TiffOptions, channels: int, compression: int, plan: Plan
     return codec
 
 
-def read_file(path: str | os.PathLike[str]) -> bytes:
-    """The bytes of a cached tile (plain system calls: a thousand tiles a TIFF, each a few KB)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = os.read(fd, 1 << 16)
-        if len(data) < 1 << 16:
-            return data
-        chunks = [data]
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def pad_tile(cell: np.ndarray, tile_h: int, tile_w: int) -> np.ndarray:
     """`cell` grown to tile_h x tile_w by repeating its last row and column (as numpy's "edge" pad)."""
     h, w = cell.shape[:2]
@@ -347,7 +332,7 @@ class _Writer:
                 path = copied.get((c, r))
                 if path is not None:
                     stats["passed_through"] += 1
-                    yield read_file(path)
+                    yield plan.tile_bytes(path)
                 else:
                     stats["encoded"] += 1
                     data = encoded.pop((c, r)).result()[0]
@@ -405,7 +390,7 @@ def _tile_job(w: _Writer, reader: RegionRead, c: int, r: int, y: int, h: int,
         cw = min(w.tile_w, w.canvas.width - x)
         path = plan.tiles.get((c, r))
         if path is not None:
-            data = read_file(path)
+            data = plan.tile_bytes(path)
             if half is not None:
                 half[:, x // 2:x // 2 + w.tile_w // 2] = half_decode(data, w.tile_w, w.tile_h)
             return data, True

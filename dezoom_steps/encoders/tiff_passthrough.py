@@ -22,7 +22,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from dezoom_steps import tilemodes
 from dezoom_steps.jsonio import read_step_json
@@ -33,6 +33,7 @@ STANDALONE = set(range(0xD0, 0xD8)) | {0x01}  # RSTn, TEM: markers without a len
 NOT_BEFORE_SCAN = frozenset(STANDALONE | {0x00, 0xD8, 0xD9})  # markers no JPEG has before its scan
 SAMPLINGS = ((2, 2), (1, 1))  # 4:2:0 and 4:4:4, the layouts every TIFF reader decodes
 EOI = b"\xff\xd9"
+HELD_BYTES = 64 << 20  # tile bytes a download may hand to the TIFF writer in memory (StoredTiles)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class JpegHeader:
 
 class NeedMore(Exception):
     """The headers run past the bytes read so far."""
+
+
+TileFacts = tuple[JpegHeader | None, int | None, int]  # (header, tilemodes kind, size) of a cached tile
 
 
 def parse_header(data: bytes) -> JpegHeader | None:
@@ -147,10 +151,29 @@ def _read_tile(path: str | os.PathLike[str], memo: dict[bytes, JpegHeader] | Non
         os.close(fd)
 
 
-def tile_facts(data: bytes, memo: dict[bytes, JpegHeader] | None = None) -> tuple[JpegHeader | None, int | None, int]:
+def tile_facts(data: bytes, memo: dict[bytes, JpegHeader] | None = None) -> TileFacts:
     """What `_read_tile` says of a cached tile whose bytes are `data`, without reading the file:
     the download hands the plan the facts of the tiles it has just stored."""
     return _judge(data[:HEAD_BYTES], len(data), lambda: data[HEAD_BYTES:], lambda: data[-2:], memo)
+
+
+class StoredTiles:
+    """What a download noted of the tiles it stored: each one's `tile_facts`, and the bytes of the
+    first ones up to `budget` bytes, which the TIFF writer then copies without reading the cache
+    (issue 7: the copy of 9,322 tiles read back took 0.28 s of the TIFF's time, 0.21 s held)."""
+
+    def __init__(self, budget: int = HELD_BYTES):
+        self.facts: dict[str, TileFacts] = {}
+        self.data: dict[str, bytes] = {}
+        self.budget = budget
+        self._memo: dict[bytes, JpegHeader] = {}
+
+    def note(self, key: str, data: bytes) -> None:
+        """The tile stored under cache key `key` has the bytes `data`."""
+        self.facts[key] = tile_facts(data, self._memo)
+        if len(data) <= self.budget:
+            self.data[key] = data
+            self.budget -= len(data)
 
 
 def _judge(head: bytes, size: int, rest: Callable[[], bytes], tail_of: Callable[[], bytes],
@@ -194,6 +217,16 @@ def _memo_parse(head: bytes, memo: dict[bytes, JpegHeader]) -> JpegHeader | None
     return header
 
 
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a cached tile (plain system calls: a thousand tiles a TIFF, each a few KB)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, 1 << 16)
+        return data if len(data) < 1 << 16 else data + _read_to_end(fd)
+    finally:
+        os.close(fd)
+
+
 def _read_to_end(fd: int) -> bytes:
     """The rest of the open file `fd`, from its current offset."""
     chunks = []
@@ -216,6 +249,12 @@ class Plan:
     indices: set[int] = field(default_factory=set)
     any_tile: str | Path | None = None  # one passed tile: its quantization tables serve the re-encodes
     copied_bytes: int | None = None  # the passed tiles' total size when planning read it (else stat'ed)
+    held: dict[str | Path, bytes] = field(default_factory=dict)  # bytes of copied tiles already in memory
+
+    def tile_bytes(self, path: str | Path) -> bytes:
+        """The bytes of the copied tile at `path`: from memory, once (then released), else from the cache."""
+        data = self.held.pop(path, None)
+        return data if data is not None else read_file(path)
 
     def to_json(self) -> dict[str, Any]:
         """What stitch.json records of the plan, for the encode step (`plan_from_json`)."""
@@ -250,15 +289,11 @@ def grid_tile_size(doc: dict[str, Any]) -> tuple[int, int] | None:
     return tw, th
 
 
-TileFacts = tuple[JpegHeader | None, int | None, int]  # (header, tilemodes kind, size) of a cached tile
-
-
-def plan_passthrough(doc: dict[str, Any], cache_dir: Path, known: Mapping[str, TileFacts] | None = None
-                     ) -> Plan | None:
+def plan_passthrough(doc: dict[str, Any], cache_dir: Path, stored: StoredTiles | None = None) -> Plan | None:
     """The passthrough plan of tiles.json `doc` with its tiles in `cache_dir`; None when no tile qualifies.
 
-    `known`: `tile_facts` of tiles by cache key, from the download that stored them; the other
-    tiles are read from the cache.
+    `stored`: what the download that stored tiles noted of them (their facts, some of their
+    bytes, which the plan takes over for the tiles it copies); the other tiles are read from the cache.
 
     None also when the canvas would not be RGB (a tile with alpha, or only grey tiles): the
     TIFF then cannot be a YCbCr JPEG TIFF.
@@ -274,7 +309,7 @@ def plan_passthrough(doc: dict[str, Any], cache_dir: Path, known: Mapping[str, T
     folder = os.path.join(os.fspath(cache_dir), "")  # strings: thousands of Path objects cost 0.05 s
     paths = [folder + t["key"] for t in tiles]  # = cache.tile_path (keys are hex digits)
     memo: dict[bytes, JpegHeader] = {}
-    known = known or {}
+    known = stored.facts if stored is not None else {}
     # threads measured slower: short system calls
     headers = [known.get(t["key"]) or _read_tile(path, memo) for t, path in zip(tiles, paths)]
     for t, path, (header, kind, nbytes) in zip(tiles, paths, headers):
@@ -292,9 +327,14 @@ def plan_passthrough(doc: dict[str, Any], cache_dir: Path, known: Mapping[str, T
     if not chosen:
         return None
     plan = Plan(tw, th, sub, width, height, any_tile=chosen[0][1], copied_bytes=sum(c[2] for c in chosen))
+    held = stored.data if stored is not None else {}
     for t, path, _ in chosen:
         plan.tiles[(t["x"] // tw, t["y"] // th)] = path
         plan.indices.add(t["index"])
+        data = held.get(t["key"])
+        if data is not None:
+            plan.held[path] = data
+    held.clear()  # the tiles the plan does not copy are read from the canvas, not from here
     return plan
 
 
@@ -328,17 +368,17 @@ def stitch_plan_applies(output: str | os.PathLike[str] | None, tiff_compression:
 
 def stitch_plan(tiles_json: Path, cache_dir: Path, output: str | os.PathLike[str] | None,
                 tiff_compression: str = "jpeg", *, tiles_doc: dict[str, Any] | None = None,
-                known: Mapping[str, TileFacts] | None = None) -> Plan | None:
+                stored: StoredTiles | None = None) -> Plan | None:
     """The passthrough plan when `output` is a TIFF written with JPEG compression, else None.
 
     Its tiles are those the stitch step need not decode: the TIFF writer copies them as they are.
     `tiles_doc`: tiles.json already read (in-process callers), else it is read from `tiles_json`;
-    `known`: facts of tiles this process just stored (see `plan_passthrough`).
+    `stored`: what this process noted of the tiles it just stored (see `plan_passthrough`).
     """
     if not stitch_plan_applies(output, tiff_compression):
         return None
     doc = tiles_doc if tiles_doc is not None else read_step_json(tiles_json, "tiles")
-    return plan_passthrough(doc, Path(cache_dir), known)
+    return plan_passthrough(doc, Path(cache_dir), stored)
 
 
 def stitch_skip(tiles_json: Path, cache_dir: Path, output: str | os.PathLike[str] | None,
