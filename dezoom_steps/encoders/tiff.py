@@ -279,27 +279,15 @@ class _Writer:
             if cascade is None:
                 yield from self._flat_passthrough(reader)
                 return
-            # One row ahead: the pool decodes row r + 1 while this thread reduces row r and the
-            # pool encodes its lower-level tiles (issue 7: row by row, each row waited for the last
-            # decode of the row before and the pool for the reduction).
-            ahead = self._submit_row(reader, 0)
             for r in range(plan.rows):
-                half, futures = ahead
-                if r + 1 < plan.rows:
-                    ahead = self._submit_row(reader, r + 1)
-                done = [f.result() for f in futures]
+                y, h = r * self.tile_h, min(self.tile_h, cv.height - r * self.tile_h)
+                half = np.empty(((h + 1) // 2, w1, 3), dtype=np.uint8)
+                jobs = [_tile_job(self, reader, c, r, y, h, half) for c in range(plan.cols)]
+                done = list(self.pool.map(lambda job: job(), jobs))
                 self.spill_blocks(cascade.feed(half), shift=1)
                 if r == plan.rows - 1:  # before the last yield: tifffile stops pulling there
                     self.spill_blocks(cascade.close(), shift=1)
                 yield from self._count(done)
-
-    def _submit_row(self, reader: "RegionRead", r: int) -> tuple[np.ndarray, list[Future]]:
-        """Start the jobs of passthrough row `r`: its level-0 tiles, and its half-size pixels (returned)."""
-        plan, cv = self.plan, self.canvas
-        assert plan is not None
-        y, h = r * self.tile_h, min(self.tile_h, cv.height - r * self.tile_h)
-        half = np.empty(((h + 1) // 2, (cv.width + 1) // 2, 3), dtype=np.uint8)
-        return half, [self.pool.submit(_tile_job(self, reader, c, r, y, h, half)) for c in range(plan.cols)]
 
     def _flat_passthrough(self, reader: "RegionRead") -> Iterator[bytes]:
         """Level 0 alone: copied tiles read in this thread (worker threads measured slower: the work is
