@@ -31,7 +31,14 @@ VERDICT = struct.Struct("<IBI")
 MODES = ("decode", "header")
 VALID, INVALID, NOT_STORED = 1, 0, 2  # verdict outcomes
 PIPE_BYTES = 1 << 20  # request pipe size asked of Linux (F_SETPIPE_SZ): tiles queued without blocking
-MIN_TILES = 256  # fewer tiles than this: checked in the download loop (a helper's start-up is ~50 ms)
+# When a helper repays its start-up (an interpreter, Pillow, simplejpeg, numpy: about 0.13 s before its
+# first verdict). Measured (issue 7) with 256 px JPEG tiles, `dezoom` to a TIFF, helper against checks
+# in the loop: 1,120 tiles (73 Mpx) 0.58 against 0.49 s, 1,600 tiles (100 Mpx) 0.70 against 0.59 s,
+# 3,300 tiles (210 Mpx) 0.90 against 1.01 s, 9,322 tiles (600 Mpx) 2.3 against 2.8 s; 4,345 tiles
+# of 128 px (71 Mpx) about even. A check costs about 5-10 µs a tile plus 0.7 ns a pixel.
+MIN_PIXELS = 150_000_000  # tile pixels from which the checks go to a helper
+MANY_TILES = 10_000  # tiles from which they do whatever their size
+MIN_TILES = 256  # the rule when the tiles' sizes are not known
 MAX_RESTARTS = 3  # helpers that died (e.g. a decoder crash) replaced before checks go back in-loop
 _F_SETPIPE_SZ = 1031  # fcntl.h (Linux)
 
@@ -40,11 +47,16 @@ class StoreFailed(Exception):
     """A helper could not write a valid tile into the cache (a full disk, say); the message is why."""
 
 
-def default_workers(tiles: int | None) -> int:
+def default_workers(tiles: int | None, pixels: int | None = None) -> int:
     """Helpers used when `--check-workers` is not given: one on a machine with two or more CPUs
-    for a download of at least MIN_TILES tiles (unknown counts included), else none."""
-    if tiles is not None and tiles < MIN_TILES:
-        return 0
+    for a download large enough to repay the helper's start-up, else none.
+
+    Large enough: an unknown count, MANY_TILES tiles, or MIN_PIXELS pixels in all (`pixels`, the
+    tiles' total area, when known; else MIN_TILES tiles).
+    """
+    if tiles is not None and tiles < MANY_TILES:
+        if (pixels < MIN_PIXELS) if pixels is not None else (tiles < MIN_TILES):
+            return 0
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -286,4 +298,4 @@ def _serve(store_dir: str | None) -> None:
         out.flush()
 
 
-__all__ = ["CheckPool", "MIN_TILES", "StoreFailed", "default_workers", "discard_early", "serve", "start_early"]
+__all__ = ["CheckPool", "MANY_TILES", "MIN_PIXELS", "MIN_TILES", "StoreFailed", "default_workers", "discard_early", "serve", "start_early"]

@@ -150,7 +150,7 @@ def download(req: Request) -> Result:
         except NoDezoomerFits as err:
             return _manifest_fallback(req, err)
         levels = [Level.from_json(d) for d in res["levels"]]
-        if req.options.check_workers != 0 and _many_tiles(levels):
+        if req.options.check_workers != 0 and _helper_likely(levels):
             checkworker.start_early(req.tile_cache or work / "cache", req.options.check_workers)
         selection = req.selection
         choices = image_choices(levels)
@@ -218,11 +218,12 @@ def download(req: Request) -> Result:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _many_tiles(levels: list[Level]) -> bool:
-    """True when some level has enough tiles for the download to check them in a helper process."""
+def _helper_likely(levels: list[Level]) -> bool:
+    """True when some level is large enough for the download to check its tiles in a helper process."""
     for lv in levels:
         try:  # the sizes are not checked yet (list_tiles refuses bad ones with a clear message)
-            if lv.tile_width > 0 and lv.tile_height > 0 and lv.tile_count >= checkworker.MIN_TILES:
+            if lv.tile_width > 0 and lv.tile_height > 0 and \
+                    checkworker.default_workers(lv.tile_count, lv.width * lv.height) > 0:
                 return True
         except (TypeError, ValueError, ArithmeticError):
             continue

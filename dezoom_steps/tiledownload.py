@@ -415,6 +415,16 @@ def block_record(options: net.NetOptions, default: str | os.PathLike[str] | None
     return record
 
 
+def _count_and_area(tiles: Iterable[TileLike]) -> tuple[int | None, int | None]:
+    """How many tiles, and their total area in pixels (None when a tile has no size: `w`, `h`)."""
+    if not isinstance(tiles, Sized):
+        return None, None
+    try:
+        return len(tiles), sum(t.w * t.h for t in tiles)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        return len(tiles), None
+
+
 def download_tiles(
     tiles: Iterable[TileLike],
     options: net.NetOptions,
@@ -432,7 +442,7 @@ def download_tiles(
     transform a body (e.g. decrypt) before the image check; its errors count as failed attempts.
     `store(tile, data)` runs for each checked tile before its result is reported (e.g. the
     cache write); its errors stop the download. Bodies are checked in `options.check_workers`
-    helper processes (None: `checkworker.default_workers`, which counts `tiles` when it is
+    helper processes (None: `checkworker.default_workers`, which counts `tiles` and their area when it is
     a list). `on_result` runs in the
     calling thread, in completion order. When it is given, the returned results do not keep the
     tile bytes (memory stays bounded by the tiles in progress).
@@ -446,7 +456,7 @@ def download_tiles(
     retry_log = retrypolicy.RetryLog()
     workers = options.check_workers
     if workers is None:
-        workers = checkworker.default_workers(len(tiles) if isinstance(tiles, Sized) else None)
+        workers = checkworker.default_workers(*_count_and_area(tiles))
     loop = _Downloader(options, headers, gate, process, store, allow_file_urls, retry_log, workers)
     try:
         results = loop.run(tiles, on_result)

@@ -149,9 +149,16 @@ def test_an_early_helper_no_pool_took_is_ended_and_none_starts_without_workers(t
 
 def test_default_helpers_depend_on_the_tile_count_and_the_cpus() -> None:
     cpus = len(os.sched_getaffinity(0))
+    one = 1 if cpus >= 2 else 0
     assert checkworker.default_workers(checkworker.MIN_TILES - 1) == 0
-    assert checkworker.default_workers(checkworker.MIN_TILES) == (1 if cpus >= 2 else 0)
-    assert checkworker.default_workers(None) == (1 if cpus >= 2 else 0)
+    assert checkworker.default_workers(checkworker.MIN_TILES) == one
+    assert checkworker.default_workers(None) == one
+    # with the tiles' area known, the area decides (below MANY_TILES tiles)
+    assert checkworker.default_workers(1_120, 1_120 * 256 * 256) == 0  # 73 Mpx: the loop checks faster
+    assert checkworker.default_workers(9_322, 9_322 * 256 * 256) == one
+    assert checkworker.default_workers(1_000, checkworker.MIN_PIXELS) == one  # 1,000 tiles of 387 px
+    assert checkworker.default_workers(checkworker.MANY_TILES, checkworker.MANY_TILES * 64 * 64) == one
+    assert checkworker.default_workers(checkworker.MANY_TILES - 1, checkworker.MANY_TILES * 64 * 64) == 0
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-loop", "helper"])
