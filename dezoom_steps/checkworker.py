@@ -298,4 +298,5 @@ def _serve(store_dir: str | None) -> None:
         out.flush()
 
 
-__all__ = ["CheckPool", "MANY_TILES", "MIN_PIXELS", "MIN_TILES", "StoreFailed", "default_workers", "discard_early", "serve", "start_early"]
+__all__ = ["CheckPool", "MANY_TILES", "MIN_PIXELS", "MIN_TILES", "StoreFailed", "default_workers", "discard_early",
+           "serve", "start_early"]
