@@ -130,8 +130,7 @@ def read_tile_header(path: str | os.PathLike[str]) -> tuple[JpegHeader | None, i
     return header, kind
 
 
-def _read_tile(path: str | os.PathLike[str], memo: dict[bytes, JpegHeader] | None = None
-               ) -> tuple[JpegHeader | None, int | None, int]:
+def _read_tile(path: str | os.PathLike[str], memo: dict[bytes, JpegHeader] | None = None) -> TileFacts:
     """`read_tile_header` and the file's size in bytes (0 when it cannot be read).
 
     `memo` maps headers already parsed (their bytes up to the end of the start-of-scan segment)
@@ -177,7 +176,7 @@ class StoredTiles:
 
 
 def _judge(head: bytes, size: int, rest: Callable[[], bytes], tail_of: Callable[[], bytes],
-           memo: dict[bytes, JpegHeader] | None) -> tuple[JpegHeader | None, int | None, int]:
+           memo: dict[bytes, JpegHeader] | None) -> TileFacts:
     """(header, kind, size) of a tile of `size` bytes from its first bytes `head`; `rest()` gives
     the bytes after `head`, `tail_of()` its last two (each asked only when needed)."""
     try:
