@@ -8,6 +8,7 @@ Pure: bytes in, a format name or `TileInvalid` out.
 
 from __future__ import annotations
 
+import functools
 import io
 import sys
 import threading
@@ -165,8 +166,11 @@ def load_turbo_in_background() -> None:
     threading.Thread(target=load, name="simplejpeg import", daemon=True).start()
 
 
+@functools.cache
 def import_turbo() -> Any:
-    """The simplejpeg module, or False in an environment without it (Pillow alone, as before)."""
+    """The simplejpeg module, or False in an environment without it (Pillow alone, as before).
+
+    Asked once: the pyramid's half-size decode asks for it at every tile."""
     try:
         import simplejpeg
     except ImportError:
