@@ -72,6 +72,8 @@ def test_the_json_records_machine_versions_load_and_options(suite: dict[str, Any
     doc = suite["doc"]
     assert doc["schema"] == "dezoom-steps/bench-suite/1"
     assert doc["options"]["reps"] == REPS and doc["options"]["quick"] is True
+    # GDAL's group first: later groups create and remove thousands of tiles, which slows file creation
+    assert doc["options"]["groups"] == ["gdal", "pipeline", "bulk", "fetch", "polite"]
     assert doc["machine"]["cpu_count"] >= 1 and doc["machine"]["git_commit"]
     for tool in ("python", "dezoom-steps", "snakemake", "curl", "gdal", "vips"):
         assert doc["versions"][tool], f"no version of {tool}"
@@ -145,3 +147,11 @@ def test_the_table_is_printed_and_the_servers_it_started_are_stopped(suite: dict
     if not suite["was_running"]:
         assert suite["doc"]["rig"]["servers_started_by_suite"] is True
         assert not servers_running(rig_run_dir(suite["env"])), "the suite left its rig running"
+
+
+def test_only_runs_the_named_groups_in_the_suite_order() -> None:
+    code = ("import sys; sys.path.insert(0, 'bench'); import run_suite; "
+            "print(','.join(run_suite.parse_args(['--only', 'polite,fetch,gdal,fetch']).groups))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "gdal,fetch,polite"
