@@ -201,7 +201,6 @@ def download(req: Request) -> Result:
                                   cached=req.tile_cache is not None, fill=fill, tiff_pyramid=req.tiff_pyramid)
             if sidecar is not None:
                 return Result(out, sidecar)
-        if plan is not None:
             plan.held.clear()  # the steps below read the tiles from the cache
         stitch(tiles_json=work / "tiles.json", cache_dir=cache, canvas=work / "canvas.tif",
                report=work / "stitch.json", fill=fill, passthrough=plan.to_json() if plan is not None else None,
