@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,27 @@ def run_fetch(ctx: Context) -> None:
     peer = ctx.figure("fetch.curl", f"curl --parallel --parallel-max 16 fetching the same {len(urls)} tile URLs "
                       "(from our tiles.json) to files", ctx.shown(curl))
 
+    floor = ctx.figure("fetch.curl_with_check", "curl as above with dezoom's tile check (decode at 1/8 scale, "
+                       "libjpeg-turbo) of the same tiles running beside it in a second process: the floor of "
+                       "fetching and checking every tile here (bench/curl_with_check.py; timed part only)",
+                       ctx.shown([sys.executable, "bench/curl_with_check.py", str(config)]))
+
+    def checked_floor() -> None:
+        folder = ctx.fresh_dir("fetch-run")
+        run = measure([sys.executable, str(REPO / "bench" / "curl_with_check.py"), str(config),
+                       "--parallel", str(PARALLELISM)], folder, ctx.env)
+        try:
+            got = json.loads(run.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            got = {}
+        ok = run.ok and got.get("status_200") == got.get("files") == got.get("checked") == len(urls) \
+            and got.get("invalid") == 0
+        timed = replace(run, wall_s=got.get("wall_s", run.wall_s), user_s=got.get("user_s", 0.0),
+                        sys_s=got.get("sys_s", 0.0))
+        floor.add(timed, ctx.problems, {"ok": ok, **{k: got.get(k) for k in ("status_200", "files", "checked",
+                                                                              "invalid")}},
+                  tiles_per_s=round(len(urls) / timed.wall_s, 1))
+
     def ours(fig, extra: list[str]) -> None:
         folder = ctx.fresh_dir("fetch-run")
         run = measure(base + extra, folder, ctx.env)
@@ -112,7 +134,7 @@ def run_fetch(ctx: Context) -> None:
         peer.add(run, ctx.problems, {"ok": ok, "status_200": codes.count("200"), "files": files},
                  tiles_per_s=round(len(urls) / run.wall_s, 1), downloaded_mb=round(size_mb, 2))
 
-    contenders = [lambda: ours(flat, ["--no-tiff-pyramid"]), theirs, lambda: ours(pyramid, [])]
+    contenders = [lambda: ours(flat, ["--no-tiff-pyramid"]), theirs, lambda: ours(pyramid, []), checked_floor]
     for rep in range(ctx.reps):
         for contender in rotated(contenders, rep):
             contender()
@@ -120,6 +142,11 @@ def run_fetch(ctx: Context) -> None:
     ctx.ratios.append(Ratio("fetch.curl_over_dezoom", "curl time / dezoom time (flat TIFF)", peer.key, flat.key))
     ctx.ratios.append(Ratio("fetch.curl_over_dezoom_pyramid", "curl time / dezoom time (default TIFF with pyramid)",
                              peer.key, pyramid.key))
+    ctx.ratios.append(Ratio("fetch.checked_floor_over_dezoom", "(curl + the same tile check beside it) time / "
+                            "dezoom time (flat TIFF): the share of our run that fetching and checking alone need",
+                            floor.key, flat.key))
+    ctx.ratios.append(Ratio("fetch.curl_over_checked_floor", "curl time / (curl + the tile check beside it) time",
+                            peer.key, floor.key))
     ctx.target("fetch", "whole dezoom run (politeness off, -n 16) at most twice curl's time: curl/dezoom >= 0.5",
                "ratio", "fetch.curl_over_dezoom", "median", ">=", 0.5)
 

@@ -160,9 +160,14 @@ class _Downloader:
             if self.timers:
                 wake = min(wake, self.timers[0][0] - now)
             wake = max(0.0, min(wake, 1.0))
-            checking = self.checks.fds() if self.checks is not None else []
+            checking = []
+            if self.checks is not None:
+                self.checks.flush()  # this turn's bodies, in one write
+                checking = self.checks.fds()
             if self.transfers.active:
-                outcomes = self.transfers.poll(wake, checking)
+                # Verdicts are read at every turn; they wake the loop only when it waits for them (the
+                # window is full): waking at each one made four turns of the loop per tile (issue 7).
+                outcomes = self.transfers.poll(wake, checking if self.open >= window else None)
                 interrupts.check()  # Ctrl-C: out of the loop now (the transfers are closed by `close`)
                 for outcome in outcomes:
                     self._arrived(outcome)

@@ -28,10 +28,12 @@ REPS = 2
 # The suite starts its own rig this far above the session's port base (RIG_PORT_BASE, default
 # 18100), so it never touches a rig another test run or developer is using.
 PORT_OFFSET = 400
-FIGURES = ["fetch.dezoom_flat_tiff", "fetch.dezoom_pyramid_tiff", "fetch.curl", "fetch.polite_default",
+FIGURES = ["fetch.dezoom_flat_tiff", "fetch.dezoom_pyramid_tiff", "fetch.curl", "fetch.curl_with_check",
+           "fetch.polite_default",
            *[f"gdal.{s}.{f}.{who}" for s in ("iip", "dzi") for f in ("tif", "png") for who in ("dezoom", "gdal")],
            "pipeline.snakemake", "pipeline.cli", "bulk.expand", "bulk.dry_run"]
-RATIOS = ["fetch.curl_over_dezoom", "fetch.curl_over_dezoom_pyramid", "pipeline.overhead_s",
+RATIOS = ["fetch.curl_over_dezoom", "fetch.curl_over_dezoom_pyramid", "fetch.checked_floor_over_dezoom",
+          "fetch.curl_over_checked_floor", "pipeline.overhead_s",
           *[f"gdal.{s}.{f}.{m}" for s in ("iip", "dzi") for f in ("tif", "png") for m in ("time", "rss")]]
 TARGETS = ["fetch", "politeness", "pipeline", "bulk",
            *[f"gdal.{s}.{f}.{m}" for s in ("iip", "dzi") for f in ("tif", "png") for m in ("time", "rss")]]
@@ -106,6 +108,11 @@ def test_every_output_was_checked_against_the_master(suite: dict[str, Any]) -> N
             assert check["ok"] and 0 <= check["mean_abs_diff"] <= check["limits"]["mean_abs_diff"], (key, check)
     for run in figures["fetch.curl"]["runs"]:
         assert run["check"]["status_200"] == run["check"]["files"] == suite["doc"]["settings"]["fetch"]["tiles"]
+    for run in figures["fetch.curl_with_check"]["runs"]:  # every tile fetched, and checked valid beside it
+        tiles = suite["doc"]["settings"]["fetch"]["tiles"]
+        assert (run["check"]["status_200"], run["check"]["files"], run["check"]["checked"],
+                run["check"]["invalid"]) == (tiles, tiles, tiles, 0)
+        assert run["wall_s"] > 0
     for run in figures["fetch.polite_default"]["runs"]:
         assert 0 < run["req_per_s"] <= 21, "50 ms between request starts allows at most 20 requests/s"
     for run in figures["bulk.dry_run"]["runs"]:

@@ -212,6 +212,7 @@ def test_verdicts_a_helper_sent_before_it_died_still_count() -> None:
     try:
         pool.submit("a", data, ctype, "decode")
         pool.submit("b", data, ctype, "decode")
+        pool.flush()
         helper = pool.helpers[0]
         waiting = bytearray(4)
         deadline = time.monotonic() + 30
