@@ -12,7 +12,7 @@ answers: the download loop then only moves bytes between the network and the hel
 
 The frames of one turn of the download loop go down the pipe in one write, and a helper
 answers everything it read at once in one write (issue 7: a write each way per tile, each
-waking the other side, cost the loop 5 % of a 9,322-tile run).
+waking the other side, cost about 6 % of a 9,322-tile run).
 
 Frames, little-endian. Request: token u32, mode u8 (0 decode, 1 header), content-type length
 u32, cache key length u32, body length u32, then the content type (latin-1), the key (ASCII;
