@@ -133,7 +133,7 @@ def store(cache_dir: str | os.PathLike[str], key: str, data: bytes) -> None:
         fd = os.open(tmp, _CREATE, 0o666)
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -165,7 +165,7 @@ def _link_unnamed(folder: str, path: str, data: bytes) -> bool:
             return False
         raise
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
         # linkat(AT_SYMLINK_FOLLOW) of the /proc link; src_dir_fd only makes os.link call linkat
         os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
     except FileExistsError:  # the key is taken: replaced by rename
@@ -180,7 +180,8 @@ def _link_unnamed(folder: str, path: str, data: bytes) -> bool:
     return True
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to the file descriptor `fd` (os.write may take only part of it)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]

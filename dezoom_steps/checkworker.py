@@ -30,6 +30,8 @@ import subprocess
 import sys
 from typing import Any
 
+from dezoom_steps import cache
+
 REQUEST = struct.Struct("<IBIII")
 VERDICT = struct.Struct("<IBI")
 MODES = ("decode", "header")
@@ -105,10 +107,9 @@ class _Helper:
         waking the helper for one tile)."""
         if not self.outbox:
             return
-        frame = memoryview(b"".join(self.outbox))
+        frames = b"".join(self.outbox)
         self.outbox.clear()
-        while frame:
-            frame = frame[os.write(self.send_fd, frame):]
+        cache.write_all(self.send_fd, frames)
 
     def receive(self) -> tuple[list[tuple[Any, str | None]], str | None]:
         """The verdicts that have arrived: (key, None) for a valid tile, (key, why) otherwise; and
@@ -216,8 +217,8 @@ class CheckPool:
         return self.restarts <= MAX_RESTARTS
 
     def submit(self, key: Any, data: bytes, ctype: str, mode: str, name: str = "") -> None:
-        """Queue one body (sent at the next `flush`, `wait` or `verdicts`) to be checked (and stored as `name` in the store folder when given); its
-        verdict comes back with `key` from `verdicts`."""
+        """Queue one body to be checked (and stored as `name` in the store folder when given); it is
+        sent at the next `flush`, `wait` or `verdicts`, and its verdict comes back with `key` from `verdicts`."""
         if len(self.helpers) < self.workers:
             self.helpers.append(_new_helper(self.store_dir))
         helper = min(self.helpers, key=lambda h: len(h.pending))
@@ -286,7 +287,7 @@ def serve(store_dir: str | None = None) -> None:
 
 
 def _serve(store_dir: str | None) -> None:
-    from dezoom_steps import cache, tilecheck
+    from dezoom_steps import tilecheck  # Pillow and the decoders: only the helper needs them
 
     tilecheck.load_turbo_in_background()  # its faster JPEG decode, loaded while the first tiles are checked
     src, out = sys.stdin.fileno(), sys.stdout.fileno()
@@ -308,13 +309,13 @@ def _serve(store_dir: str | None) -> None:
             name = bytes(buf[start + ctype_len:start + ctype_len + name_len]).decode("ascii")
             data = bytes(buf[start + ctype_len + name_len:end])
             pos = end
-            answers.append(_answer(token, MODES[mode], ctype, name, data, store_dir, cache, tilecheck))
+            answers.append(_answer(token, MODES[mode], ctype, name, data, store_dir, tilecheck))
         if answers:
-            _write_all(out, b"".join(answers))
+            cache.write_all(out, b"".join(answers))
 
 
 def _answer(token: int, mode: str, ctype: str, name: str, data: bytes, store_dir: str | None,
-            cache: Any, tilecheck: Any) -> bytes:
+            tilecheck: Any) -> bytes:
     """The verdict frame of one request: the check, then the cache write of a valid tile."""
     outcome, message = VALID, b""
     try:
@@ -329,13 +330,6 @@ def _answer(token: int, mode: str, ctype: str, name: str, data: bytes, store_dir
         except OSError as exc:
             outcome, message = NOT_STORED, (exc.strerror or str(exc)).encode("utf-8", "replace")
     return VERDICT.pack(token, outcome, len(message)) + message
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """Write all of `data` to `fd`."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 __all__ = ["CheckPool", "MANY_TILES", "MIN_PIXELS", "MIN_TILES", "StoreFailed", "default_workers", "discard_early",

@@ -166,7 +166,7 @@ class _Downloader:
                 checking = self.checks.fds()
             if self.transfers.active:
                 # Verdicts are read at every turn; they wake the loop only when it waits for them (the
-                # window is full): waking at each one made four turns of the loop per tile (issue 7).
+                # window is full): waking at each one made four times as many turns of the loop (issue 7).
                 outcomes = self.transfers.poll(wake, checking if self.open >= window else None)
                 interrupts.check()  # Ctrl-C: out of the loop now (the transfers are closed by `close`)
                 for outcome in outcomes:
